@@ -1,0 +1,15 @@
+"""Registers every feature's API blueprint on the flask-smorest Api."""
+from flask_smorest import Api
+
+
+def register_api(api: Api) -> None:
+    from app.cases.api import blp as cases
+    from app.people.api import blp as people
+    from app.processes.api import blp as processes
+    from app.work.api import blp as work
+
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    api.spec.components.security_scheme("basic", {"type": "http", "scheme": "basic"})
+    api.spec.options["security"] = [{"bearer": []}, {"basic": []}]
+    for blueprint in (processes, cases, work, people):
+        api.register_blueprint(blueprint)

@@ -1,0 +1,96 @@
+"""Cases, their append-only event log, their timers and reference counters."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import db
+from app.people.models import GridNode
+from app.processes.models import ProcessVersion
+from app.timeutil import UTCDateTime, utcnow
+
+CASE_ACTIVE = "active"
+CASE_COMPLETED = "completed"
+
+
+class Case(db.Model):
+    """One case = one workflow instance. ``state`` is the serialized workflow
+    (without its spec); ``row_version`` guards against lost updates."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_versions.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    grid_node_id: Mapped[int] = mapped_column(ForeignKey("grid_nodes.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=CASE_ACTIVE, index=True)
+    end_event: Mapped[str | None] = mapped_column(String(128))
+    data: Mapped[dict] = mapped_column(db.JSON, default=dict)
+    state: Mapped[str] = mapped_column(Text)
+    serializer_version: Mapped[str] = mapped_column(String(16))
+    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    process_version: Mapped[ProcessVersion] = relationship(lazy="joined")
+    grid_node: Mapped[GridNode] = relationship(lazy="joined")
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+
+class CaseEvent(db.Model):
+    """Append-only, hash-chained history of every command applied to a case.
+
+    ``(case_id, seq)`` is unique, so two writers that raced past every other
+    check still cannot both append the same step.
+    """
+
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    seq: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor: Mapped[str | None] = mapped_column(String(64))   # username at the time (or "system")
+    role: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(db.JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Timer(db.Model):
+    """A WAITING timer of a case: the truth the scheduler works from."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        UniqueConstraint("case_id", "task_id"),
+        Index("ix_timers_state_due", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    task_id: Mapped[str] = mapped_column(String(36))
+    spec_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    interrupting: Mapped[bool]
+    attached_to: Mapped[str | None] = mapped_column(String(36))
+    state: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting / fired / cancelled
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReferenceCounter(db.Model):
+    """Next number for case references per prefix and year (SJ-2026-000123)."""
+
+    __tablename__ = "reference_counters"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

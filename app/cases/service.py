@@ -1,0 +1,335 @@
+"""Case operations. Every change follows one path:
+
+lock the case row → load the workflow → act through the engine → save state,
+project work items and timers, append the event → (the caller commits) →
+follow-up jobs run after the commit.
+
+Services flush only; the view or job that called them commits once.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.cases.history import append_event
+from app.cases.models import CASE_ACTIVE, CASE_COMPLETED, Case, ReferenceCounter, Timer
+from app.db import db
+from app.errors import Conflict, NotFound, PermissionDenied
+from app.people import service as people
+from app.people.models import User
+from app.processes import service as processes
+from app.runtime import Runtime
+from app.timeutil import utcnow
+from app.work.models import ITEM_CANCELLED, ITEM_COMPLETED, ITEM_READY, OPEN_STATES, WorkItem
+from workflows.engine import CaseRun, Outcome
+from workflows.serialization import SavedState
+
+REFERENCE_TIMEZONE = ZoneInfo("Asia/Shanghai")
+
+
+# -- reading ------------------------------------------------------------------
+def get_case(reference: str) -> Case:
+    case = db.session.scalar(select(Case).where(Case.reference == reference))
+    if case is None:
+        raise NotFound(f"case {reference} does not exist")
+    return case
+
+
+def lock_case(case_id: int) -> Case:
+    """Load the case row for writing: one writer per case.
+
+    PostgreSQL: SELECT … FOR UPDATE makes a concurrent writer wait, and
+    ``populate_existing`` makes sure we act on what it committed. SQLite takes
+    the database write lock at BEGIN (see app.db). The row version checked on
+    UPDATE backs both up.
+    """
+    case = db.session.scalar(
+        select(Case).where(Case.id == case_id).with_for_update(of=Case).execution_options(populate_existing=True)
+    )
+    if case is None:
+        raise NotFound(f"case {case_id} does not exist")
+    return case
+
+
+def load_run(case: Case, rt: Runtime) -> CaseRun:
+    definition = processes.definition_of(case.process_version, rt)
+    return rt.engine.load(definition, SavedState(case.state, case.serializer_version))
+
+
+# -- starting -----------------------------------------------------------------
+def start_case(
+    rt: Runtime,
+    *,
+    process_id: str,
+    title: str,
+    grid_code: str,
+    data: Mapping[str, Any],
+    actor: User | None,
+    at: datetime | None = None,
+) -> Case:
+    at = at or utcnow()
+    version = processes.get_version(process_id)
+    grid = people.grid_by_code(grid_code)
+    if actor is not None and not actor.is_admin and not people.covers_grid(actor, grid.path):
+        raise PermissionDenied(f"you hold no role covering grid {grid.code}")
+    definition = processes.definition_of(version, rt)
+    run, outcome = rt.engine.start(definition, data, at=at)
+
+    case = Case(
+        reference=_next_reference(process_id, at),
+        process_version=version,
+        title=title,
+        grid_node=grid,
+        created_by_id=actor.id if actor else None,
+        created_at=at,
+        state="",
+        serializer_version="",
+    )
+    db.session.add(case)
+    _save(case, run, outcome, rt, at)
+    db.session.flush()
+    append_event(
+        case,
+        "case_started",
+        {
+            "process_id": version.process_id,
+            "process_version": version.version,
+            "content_hash": version.content_hash,
+            "title": title,
+            "grid": grid.code,
+            "data": dict(data),
+            "effects": _effects(outcome),
+        },
+        at=at,
+        actor=actor,
+    )
+    _project(case, outcome, at)
+    return case
+
+
+# -- acting on a running case -------------------------------------------------
+def apply_completion(
+    rt: Runtime, case: Case, item: WorkItem, data: Mapping[str, Any], *, actor: User, at: datetime
+) -> Outcome:
+    """Complete the work item's task (the caller has locked the case and checked permission)."""
+    run = load_run(case, rt)
+    outcome = run.complete(item.task_id, data, at=at, role=item.role)
+    _save(case, run, outcome, rt, at)
+    item.completed_by_id = actor.id
+    if item.assignee_id is None:
+        item.assignee_id = actor.id
+    append_event(
+        case,
+        "task_completed",
+        {
+            "work_item": item.id,
+            "task_id": item.task_id,
+            "task": item.spec_id,
+            "name": item.name,
+            "data": dict(data),
+            "effects": _effects(outcome),
+        },
+        at=at,
+        actor=actor,
+        role=item.role,
+    )
+    _project(case, outcome, at)
+    return outcome
+
+
+def deliver_message(
+    rt: Runtime,
+    reference: str,
+    *,
+    name: str,
+    payload: Mapping[str, Any],
+    correlations: Mapping[str, Any],
+    actor: User | None,
+    at: datetime | None = None,
+) -> Outcome:
+    at = at or utcnow()
+    case = lock_case(get_case(reference).id)
+    _require_active(case)
+    run = load_run(case, rt)
+    outcome = run.deliver_message(name, payload, correlations, at=at)
+    _save(case, run, outcome, rt, at)
+    append_event(
+        case,
+        "message_received",
+        {"name": name, "payload": dict(payload), "correlations": dict(correlations), "effects": _effects(outcome)},
+        at=at,
+        actor=actor,
+    )
+    _project(case, outcome, at)
+    return outcome
+
+
+def fire_case_timers(rt: Runtime, case_id: int, *, at: datetime | None = None) -> Outcome | None:
+    """Fire the timers of one case that are due at ``at``. Idempotent: when
+    nothing is due any more (another worker got there first) nothing changes."""
+    at = at or utcnow()
+    case = lock_case(case_id)
+    due = list(
+        db.session.scalars(
+            select(Timer).where(Timer.case_id == case.id, Timer.state == "waiting", Timer.due_at <= at)
+        )
+    )
+    if not due or case.status != CASE_ACTIVE:
+        return None
+    run = load_run(case, rt)
+    outcome = run.fire_timers(at=at)
+    fired = {step.task_id for step in outcome.completed}
+    fired_timers = [t for t in due if t.task_id in fired]
+    if not fired_timers:
+        return None
+    _save(case, run, outcome, rt, at)
+    append_event(
+        case,
+        "timer_fired",
+        {
+            "timers": [{"task_id": t.task_id, "timer": t.spec_id, "due_at": t.due_at.isoformat()} for t in fired_timers],
+            "effects": _effects(outcome),
+        },
+        at=at,
+        actor=None,
+    )
+    _project(case, outcome, at)
+    return outcome
+
+
+def due_timer_case_ids(at: datetime, limit: int = 500) -> list[int]:
+    rows = db.session.execute(
+        select(Timer.case_id, Timer.due_at)
+        .where(Timer.state == "waiting", Timer.due_at <= at)
+        .order_by(Timer.due_at)
+        .limit(limit)
+    )
+    seen: dict[int, None] = {}
+    for case_id, _ in rows:
+        seen.setdefault(case_id, None)
+    return list(seen)
+
+
+def record(case: Case, kind: str, payload: Mapping[str, Any], *, actor: User | None, role: str | None, at: datetime) -> None:
+    """Record a command that does not move the workflow (claim, release…).
+    Touching the case bumps its row version, so stale writers notice."""
+    case.updated_at = at
+    append_event(case, kind, payload, at=at, actor=actor, role=role)
+
+
+# -- internals ----------------------------------------------------------------
+def _require_active(case: Case) -> None:
+    if case.status != CASE_ACTIVE:
+        raise Conflict(f"case {case.reference} is {case.status}", code="case_closed")
+
+
+def _save(case: Case, run: CaseRun, outcome: Outcome, rt: Runtime, at: datetime) -> None:
+    saved = rt.engine.dump(run)
+    case.state = saved.state
+    case.serializer_version = saved.serializer_version
+    case.data = rt.engine.plain(dict(outcome.data))
+    case.updated_at = at
+    if outcome.ended:
+        case.status = CASE_COMPLETED
+        case.closed_at = at
+        case.end_event = outcome.end_events[-1] if outcome.end_events else case.end_event
+
+
+def _effects(outcome: Outcome) -> dict[str, Any]:
+    """What the step did, stored with the event so history reads without replay
+    and replay can compare itself with the record."""
+    return {
+        "completed": [step.spec_id for step in outcome.completed],
+        "ready": sorted(task.spec_id for task in outcome.ready),
+        "ended": outcome.ended,
+    }
+
+
+def _project(case: Case, outcome: Outcome, at: datetime) -> None:
+    """Bring work items and timers in line with the workflow (idempotent)."""
+    completed_ids = {step.task_id for step in outcome.completed}
+    ready = {task.task_id: task for task in outcome.ready}
+
+    open_items = {
+        item.task_id: item
+        for item in db.session.scalars(
+            select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.state.in_(OPEN_STATES))
+        )
+    }
+    for task_id, item in open_items.items():
+        if task_id not in ready:
+            item.state = ITEM_COMPLETED if task_id in completed_ids else ITEM_CANCELLED
+            item.closed_at = at
+    for task_id, task in ready.items():
+        item = open_items.get(task_id)
+        if item is None:
+            db.session.add(
+                WorkItem(
+                    case_id=case.id,
+                    task_id=task_id,
+                    spec_id=task.spec_id,
+                    name=task.name,
+                    process_id=task.process_id,
+                    lane=task.lane,
+                    role=task.role,
+                    form=task.form,
+                    instructions=task.instructions,
+                    grid_node_id=case.grid_node_id,
+                    grid_path=case.grid_node.path,
+                    state=ITEM_READY,
+                    created_at=at,
+                    due_at=task.due_at,
+                    warn_at=task.warn_at,
+                )
+            )
+        else:
+            item.due_at, item.warn_at = task.due_at, task.warn_at
+
+    waiting = {t.task_id: t for t in outcome.timers}
+    existing = {
+        timer.task_id: timer
+        for timer in db.session.scalars(select(Timer).where(Timer.case_id == case.id, Timer.state == "waiting"))
+    }
+    for task_id, timer in existing.items():
+        if task_id not in waiting:
+            timer.state = "fired" if task_id in completed_ids else "cancelled"
+            timer.fired_at = at if timer.state == "fired" else None
+    for task_id, timer in waiting.items():
+        row = existing.get(task_id)
+        if row is None:
+            db.session.add(
+                Timer(
+                    case_id=case.id,
+                    task_id=task_id,
+                    spec_id=timer.spec_id,
+                    name=timer.name,
+                    due_at=timer.due_at,
+                    interrupting=timer.interrupting,
+                    attached_to=timer.attached_to,
+                    state="waiting",
+                )
+            )
+        else:
+            row.due_at = timer.due_at
+
+
+def _next_reference(process_id: str, at: datetime) -> str:
+    config = current_app.config
+    prefix = config["CASE_REFERENCE_PREFIXES"].get(process_id, config["CASE_REFERENCE_DEFAULT_PREFIX"])
+    year = at.astimezone(REFERENCE_TIMEZONE).year
+    key = f"{prefix}-{year}"
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    db.session.execute(insert(ReferenceCounter).values(key=key, value=0).on_conflict_do_nothing())
+    value = db.session.execute(
+        update(ReferenceCounter)
+        .where(ReferenceCounter.key == key)
+        .values(value=ReferenceCounter.value + 1)
+        .returning(ReferenceCounter.value)
+    ).scalar_one()
+    return f"{key}-{value:06d}"

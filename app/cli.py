@@ -1,0 +1,199 @@
+"""The ``gridcase`` command: a Flask CLI group (``flask --app app`` works too)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from workflows.definitions import load_folder
+
+
+def main() -> None:
+    from app import create_app
+
+    cli = FlaskGroup(create_app=lambda: create_app(), help="Gridcase: BPMN case management for grassroots governance.")
+    cli.main()
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(process_group)
+    app.cli.add_command(user_group)
+    app.cli.add_command(timers_group)
+    app.cli.add_command(demo_group)
+    app.cli.add_command(setup_command)
+    app.cli.add_command(serve_command)
+
+
+# -- process ------------------------------------------------------------------
+@click.group("process", help="Validate, deploy and list process definitions.")
+def process_group():
+    pass
+
+
+@process_group.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@with_appcontext
+def process_validate(paths):
+    """Validate BPMN/DMN/form files under PATHS (folders). Exit 1 and one line per error, or
+    exit 0 with a summary per process."""
+    from app.runtime import runtime
+
+    failed = False
+    for path in paths:
+        result = load_folder(path, runtime().roles)
+        for issue in result.issues:
+            failed = True
+            click.echo(f"{path}/{issue}" if issue.file else f"{path}: {issue}")
+        if not result.issues:
+            for definition in result.definitions:
+                click.echo(_summary(definition))
+    sys.exit(1 if failed else 0)
+
+
+def _summary(definition) -> str:
+    specs = [definition.spec, *definition.subprocess_specs.values()]
+    kinds: dict[str, int] = {}
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            kind = getattr(task_spec, "bpmn_type", None) or type(task_spec).__name__
+            kinds[kind] = kinds.get(kind, 0) + 1
+    user_tasks = kinds.get("bpmn:userTask", 0)
+    return (
+        f"OK {definition.process_id} ({definition.name}): {user_tasks} user tasks, "
+        f"{len(definition.forms)} forms, {len(definition.files)} files, roles {', '.join(definition.roles) or '-'}; "
+        f"hash {definition.content_hash[:12]}"
+    )
+
+
+@process_group.command("deploy")
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--note", help="what changed, recorded with each new version")
+@with_appcontext
+def process_deploy(path, note):
+    """Deploy every process under PATH (default: the configured library) whose content changed."""
+    from app.db import commit
+    from app.processes.service import deploy_folder
+    from app.runtime import runtime
+
+    path = path or Path(current_app.config["PROCESS_LIBRARY"])
+    report = deploy_folder(path, runtime(), deployed_by=os.environ.get("USER", "cli"), note=note)
+    if report.issues:
+        for issue in report.issues:
+            click.echo(f"{path}/{issue}" if issue.file else f"{path}: {issue}")
+        click.echo("nothing deployed: fix the errors above", err=True)
+        sys.exit(1)
+    commit()
+    for version in report.deployed:
+        click.echo(f"deployed {version.process_id} v{version.version} ({version.content_hash[:12]})")
+    for version in report.unchanged:
+        click.echo(f"unchanged {version.process_id} v{version.version}")
+
+
+@process_group.command("list")
+@with_appcontext
+def process_list():
+    """List deployed processes (newest version of each)."""
+    from app.processes.service import latest_versions
+
+    for version in latest_versions():
+        click.echo(f"{version.process_id}\tv{version.version}\t{version.name}\t{version.content_hash[:12]}")
+
+
+# -- users --------------------------------------------------------------------
+@click.group("user", help="Manage users, roles and API tokens.")
+def user_group():
+    pass
+
+
+@user_group.command("token")
+@click.argument("username")
+@click.option("--name", default="cli", help="what the token is for")
+@with_appcontext
+def user_token(username, name):
+    """Issue an API token for USERNAME (shown once)."""
+    from app.db import commit
+    from app.people import service as people
+
+    token = people.issue_token(people.user_by_username(username), name)
+    commit()
+    click.echo(token)
+
+
+# -- timers -------------------------------------------------------------------
+@click.group("timers", help="Fire due timers.")
+def timers_group():
+    pass
+
+
+@timers_group.command("fire-due")
+@with_appcontext
+def timers_fire_due():
+    """Fire every timer that is due now (one transaction per case)."""
+    from app.jobs import fire_due_timers
+
+    fired = fire_due_timers()
+    click.echo(f"fired timers in {fired} case(s)")
+
+
+# -- demo / setup / serve -----------------------------------------------------
+@click.group("demo", help="Demo data.")
+def demo_group():
+    pass
+
+
+@demo_group.command("seed")
+@with_appcontext
+def demo_seed():
+    """Create the demo street, grids, users and cases (only into an empty database)."""
+    from app.demo import seed
+
+    seed(echo=click.echo)
+
+
+@click.command("setup")
+@click.option("--demo/--no-demo", default=True, help="seed demo data into an empty database")
+@with_appcontext
+def setup_command(demo):
+    """Migrate the database, deploy the process library and (optionally) seed the demo."""
+    from flask_migrate import upgrade
+
+    from app.db import commit
+    from app.processes.service import deploy_folder
+    from app.runtime import runtime
+
+    upgrade(directory=current_app.extensions["migrate"].directory)
+    report = deploy_folder(current_app.config["PROCESS_LIBRARY"], runtime(), deployed_by="setup")
+    if report.issues:
+        for issue in report.issues:
+            click.echo(f"  {issue}", err=True)
+        raise click.ClickException("the process library has errors; nothing was deployed")
+    commit()
+    for version in report.deployed:
+        click.echo(f"deployed {version.process_id} v{version.version}")
+    if demo:
+        from app.demo import seed
+
+        seed(echo=click.echo)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+@with_appcontext
+def serve_command(host, port, threads):
+    """Serve with waitress (a production WSGI server). Without REDIS_URL, a background
+    sweeper in this process fires due timers."""
+    import waitress
+
+    app = current_app._get_current_object()
+    if not app.config.get("REDIS_URL"):
+        from app.jobs import start_embedded_sweeper
+
+        start_embedded_sweeper(app)
+    click.echo(f"Gridcase on http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)")
+    waitress.serve(app, host=host, port=port, threads=threads)

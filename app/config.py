@@ -1,0 +1,92 @@
+"""Configuration: defaults → instance/config.py → environment → validation."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    return {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{Path(instance_path) / 'gridcase.sqlite3'}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": None,
+        "PROCESS_LIBRARY": str(PROJECT_ROOT / "bpmn"),
+        "ROLES_FILE": None,  # default: <PROCESS_LIBRARY>/roles.json
+        # Case references such as SJ-2026-000123: prefix per process id, "AJ" (案件) otherwise.
+        "CASE_REFERENCE_PREFIXES": {
+            "grid_quick": "SJ",
+            "incident_abcd": "SJ",
+            "appeal_loop": "SQ",
+            "deliberation": "YS",
+        },
+        "CASE_REFERENCE_DEFAULT_PREFIX": "AJ",
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "PAGE_SIZE_DEFAULT": 50,
+        "PAGE_SIZE_MAX": 200,
+        "TIMER_SWEEP_SECONDS": 30,
+        "RUN_TIMER_SWEEPER": False,  # `gridcase serve` turns it on in embedded mode
+        # flask-smorest / OpenAPI
+        "API_TITLE": "Gridcase API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": "/static/vendor/swagger-ui/",
+        "JSON_SORT_KEYS": False,
+    }
+
+
+def from_environment() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if os.environ.get("DATABASE_URL"):
+        values["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["DATABASE_URL"])
+    if os.environ.get("REDIS_URL"):
+        values["REDIS_URL"] = os.environ["REDIS_URL"]
+    if os.environ.get("SECRET_KEY"):
+        values["SECRET_KEY"] = os.environ["SECRET_KEY"]
+    if os.environ.get("GRIDCASE_PROCESS_LIBRARY"):
+        values["PROCESS_LIBRARY"] = os.environ["GRIDCASE_PROCESS_LIBRARY"]
+    return values
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual postgres:// forms and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def ensure_secret_key(config: dict[str, Any], instance_path: str) -> None:
+    if config.get("SECRET_KEY"):
+        return
+    key_file = Path(instance_path) / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    config["SECRET_KEY"] = key_file.read_text().strip()
+
+
+def validate(config: dict[str, Any]) -> None:
+    uri = config.get("SQLALCHEMY_DATABASE_URI") or ""
+    if not (uri.startswith("sqlite:") or uri.startswith("postgresql")):
+        raise ConfigError(f"unsupported database URL {uri!r}: use SQLite or PostgreSQL")
+    library = Path(config["PROCESS_LIBRARY"])
+    if not library.is_dir():
+        raise ConfigError(f"PROCESS_LIBRARY {library} is not a folder")
+    roles = Path(config.get("ROLES_FILE") or library / "roles.json")
+    if not roles.is_file():
+        raise ConfigError(f"roles file {roles} not found")
+    config["ROLES_FILE"] = str(roles)
+    for key in ("PAGE_SIZE_DEFAULT", "PAGE_SIZE_MAX", "TIMER_SWEEP_SECONDS", "MAX_CONTENT_LENGTH"):
+        if not isinstance(config.get(key), int) or config[key] <= 0:
+            raise ConfigError(f"{key} must be a positive integer")

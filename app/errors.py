@@ -1,0 +1,145 @@
+"""One family of domain errors and one place that turns them into HTTP answers.
+
+Services raise these (or the engine's errors) and never choose status codes;
+:func:`register_error_handlers` maps every one of them — and Flask's and
+flask-smorest's own — to ``{"error": {"code", "message", "fields"}}``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+from flask import Flask, jsonify, request
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
+
+from workflows import errors as engine_errors
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, fields: Mapping[str, Sequence[str]] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.fields = {k: list(v) for k, v in (fields or {}).items()}
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class PermissionDenied(DomainError):
+    code = "forbidden"
+
+
+class NotAuthenticated(DomainError):
+    code = "not_authenticated"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+_STATUS: list[tuple[type, int]] = [
+    (NotAuthenticated, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (engine_errors.TaskNotFound, 404),
+    (engine_errors.WrongRole, 403),
+    (engine_errors.TaskNotReady, 409),
+    (engine_errors.MessageNotAwaited, 409),
+    (engine_errors.FormInvalid, 422),
+    (engine_errors.ProcessFailed, 422),
+]
+
+
+def status_for(error: Exception) -> int:
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 400
+
+
+def error_body(code: str, message: str, fields: Mapping[str, Any] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": dict(fields or {})}}
+
+
+def _smorest_fields(error: HTTPException) -> dict[str, list[str]]:
+    """flask-smorest puts marshmallow messages in ``error.data['messages']`` by location."""
+    messages = (getattr(error, "data", None) or {}).get("messages") or {}
+    fields: dict[str, list[str]] = {}
+    for _location, per_field in messages.items():
+        _flatten(per_field, "", fields)
+    return fields
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, list[str]]) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            _flatten(inner, name, out)
+    elif isinstance(value, (list, tuple)):
+        if all(isinstance(v, str) for v in value):
+            out.setdefault(prefix or "_schema", []).extend(value)
+        else:
+            for index, inner in enumerate(value):
+                _flatten(inner, f"{prefix}.{index}" if prefix else str(index), out)
+    else:
+        out.setdefault(prefix or "_schema", []).append(str(value))
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    @app.errorhandler(engine_errors.EngineError)
+    def handle_domain(error):
+        fields = getattr(error, "fields", None)
+        message = getattr(error, "message", None) or str(error)
+        return jsonify(error_body(error.code, message, fields)), status_for(error)
+
+    @app.errorhandler(StaleDataError)
+    def handle_stale(error):
+        return jsonify(error_body("conflict", "the case was changed by someone else at the same time; reload and try again")), 409
+
+    @app.errorhandler(HTTPException)
+    def handle_http(error: HTTPException):
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        fields = _smorest_fields(error) if status in (400, 422) else {}
+        message = error.description or error.name
+        if status == 422:
+            message = "the request has invalid fields"
+        if status == 400 and "Failed to decode JSON" in (error.description or ""):
+            code, message = "malformed_json", "the request body is not valid JSON"
+        if status == 413:
+            message = f"the request body is larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes"
+        return jsonify(error_body(code, message, fields)), status
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify(error_body("internal_error", "an unexpected error occurred; it has been logged")), 500

@@ -1,0 +1,62 @@
+"""Background work: firing due timers.
+
+The timers table is the truth; this module only asks "what is due?" and fires
+each case in its own transaction (one commit per job). In embedded mode (no
+REDIS_URL) a daemon thread in the web process does it every
+TIMER_SWEEP_SECONDS.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from flask import Flask
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.cases import service as cases
+from app.db import commit, db, rollback
+from app.runtime import runtime
+from app.timeutil import utcnow
+from workflows.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+
+def fire_due_timers(at: datetime | None = None) -> int:
+    """Fire every due timer now; returns how many cases changed. Needs an app context."""
+    at = at or utcnow()
+    changed = 0
+    for case_id in cases.due_timer_case_ids(at):
+        rollback()  # end the read transaction before each case's own
+        try:
+            if cases.fire_case_timers(runtime(), case_id, at=at) is not None:
+                changed += 1
+            commit()
+        except (EngineError, StaleDataError, OperationalError) as exc:
+            rollback()
+            log.error("firing timers of case id %s failed: %s", case_id, exc)
+    rollback()
+    return changed
+
+
+def start_embedded_sweeper(app: Flask) -> threading.Thread:
+    interval = app.config["TIMER_SWEEP_SECONDS"]
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                with app.app_context():
+                    fired = fire_due_timers()
+                    db.session.remove()
+                if fired:
+                    log.info("embedded sweeper fired timers in %d case(s)", fired)
+            except Exception:  # never let the sweeper die: log and try again next round
+                log.exception("embedded timer sweep failed")
+
+    thread = threading.Thread(target=loop, name="gridcase-timer-sweeper", daemon=True)
+    thread.stop_event = stop  # type: ignore[attr-defined]
+    thread.start()
+    return thread

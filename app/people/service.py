@@ -1,0 +1,129 @@
+"""People, grid scope and API tokens."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Iterable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from app.db import db
+from app.errors import InvalidInput, NotFound
+from app.people.models import GRID_LEVELS, ApiToken, GridNode, RoleAssignment, User
+from app.timeutil import utcnow
+
+_hasher = PasswordHasher()
+
+
+# -- grid tree -----------------------------------------------------------
+def add_grid_node(code: str, name: str, level: str, parent: GridNode | None = None) -> GridNode:
+    if level not in GRID_LEVELS:
+        raise InvalidInput(f"unknown grid level {level!r}", fields={"level": [f"one of {', '.join(GRID_LEVELS)}"]})
+    node = GridNode(code=code, name=name, level=level, parent=parent)
+    db.session.add(node)
+    db.session.flush()  # need the id for the path
+    node.path = f"{parent.path if parent else '/'}{node.id}/"
+    return node
+
+
+def grid_by_code(code: str) -> GridNode:
+    node = db.session.scalar(select(GridNode).where(GridNode.code == code))
+    if node is None:
+        raise InvalidInput(f"grid {code!r} does not exist", code="unknown_grid", fields={"grid": ["unknown grid code"]})
+    return node
+
+
+# -- users ---------------------------------------------------------------
+def create_user(username: str, display_name: str, password: str | None, *, is_admin: bool = False) -> User:
+    user = User(
+        username=username,
+        display_name=display_name,
+        password_hash=_hasher.hash(password) if password else None,
+        is_admin=is_admin,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def grant_role(user: User, role: str, node: GridNode) -> RoleAssignment:
+    assignment = RoleAssignment(user=user, role=role, grid_node=node)
+    db.session.add(assignment)
+    return assignment
+
+
+def user_by_username(username: str) -> User:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def check_password(username: str, password: str) -> User | None:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None or not user.is_active or not user.password_hash:
+        _hasher.hash(password)  # spend the same time whether or not the user exists
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return user
+
+
+# -- API tokens ----------------------------------------------------------
+def issue_token(user: User, name: str) -> str:
+    """Create a token and return it; only its hash is kept, so it is shown once."""
+    token = "gc_" + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user=user, name=name, token_sha256=_sha256(token)))
+    return token
+
+
+def user_for_token(token: str) -> User | None:
+    row = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_sha256 == _sha256(token), ApiToken.revoked_at.is_(None))
+    )
+    if row is None or not row.user.is_active:
+        return None
+    return row.user
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- scope ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Scope:
+    """Where a user may act in a role: the grid paths of their assignments."""
+
+    role: str
+    paths: tuple[str, ...]
+
+    def covers(self, grid_path: str) -> bool:
+        return any(grid_path.startswith(path) for path in self.paths)
+
+
+def scopes(user: User) -> dict[str, Scope]:
+    by_role: dict[str, list[str]] = {}
+    for assignment in user.roles:
+        by_role.setdefault(assignment.role, []).append(assignment.grid_node.path)
+    return {role: Scope(role, tuple(paths)) for role, paths in by_role.items()}
+
+
+def can_act(user: User, role: str | None, grid_path: str) -> bool:
+    if role is None:
+        return False
+    scope = scopes(user).get(role)
+    return scope is not None and scope.covers(grid_path)
+
+
+def covers_grid(user: User, grid_path: str, roles: Iterable[str] | None = None) -> bool:
+    """Does any of the user's roles (optionally limited to ``roles``) cover this grid node?"""
+    wanted = set(roles) if roles is not None else None
+    return any(
+        scope.covers(grid_path) for role, scope in scopes(user).items() if wanted is None or role in wanted
+    )

@@ -1,0 +1,53 @@
+"""Work items: the projection of READY user tasks that task queues read."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.cases.models import Case
+from app.db import db
+from app.people.models import User
+from app.timeutil import UTCDateTime, utcnow
+
+ITEM_READY = "ready"
+ITEM_CLAIMED = "claimed"
+ITEM_COMPLETED = "completed"
+ITEM_CANCELLED = "cancelled"
+OPEN_STATES = (ITEM_READY, ITEM_CLAIMED)
+
+
+class WorkItem(db.Model):
+    __tablename__ = "work_items"
+    __table_args__ = (
+        UniqueConstraint("case_id", "task_id"),
+        Index("ix_work_items_queue", "state", "role", "grid_path"),
+        Index("ix_work_items_assignee", "assignee_id", "state"),
+        Index("ix_work_items_due", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    spec_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    process_id: Mapped[str] = mapped_column(String(128))
+    lane: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(64))
+    form: Mapped[str | None] = mapped_column(String(300))
+    instructions: Mapped[str | None] = mapped_column(Text)
+    # Denormalised from the case so that queues are one indexed query.
+    grid_node_id: Mapped[int] = mapped_column(ForeignKey("grid_nodes.id"))
+    grid_path: Mapped[str] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(16), default=ITEM_READY)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    case: Mapped[Case] = relationship(lazy="joined")
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")

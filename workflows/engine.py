@@ -1,0 +1,388 @@
+"""The engine facade: every operation the application performs on a workflow.
+
+Each operation runs under the case clock (``at``), never trusts the caller
+about task state, and returns an :class:`Outcome` describing what changed so
+the application can write events, work items and timers without looking
+inside SpiffWorkflow. Nothing here knows about Flask, SQL or Redis.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
+from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
+from SpiffWorkflow.util.task import TaskState
+
+from workflows import clock
+from workflows.definitions import ProcessDefinition
+from workflows.errors import (
+    EngineError,
+    FormInvalid,
+    MessageNotAwaited,
+    ProcessFailed,
+    TaskNotFound,
+    TaskNotReady,
+    WrongRole,
+)
+from workflows.forms import validate_form_data
+from workflows.roles import RoleCatalogue
+from workflows.scripting import HELPER_NAMES, make_script_engine
+from workflows.serialization import SavedState, WorkflowSerializer
+
+# INFO logging inside SpiffWorkflow costs about a third of throughput.
+logging.getLogger("spiff").setLevel(logging.WARNING)
+
+FORM_PROPERTY = "formJsonSchemaFilename"
+
+
+@dataclass(frozen=True)
+class ReadyTask:
+    """A READY manual task: what a work item is a projection of."""
+
+    task_id: str
+    spec_id: str              # BPMN element id
+    name: str                 # BPMN element name (label)
+    lane: str | None
+    role: str | None          # role identifier the lane resolves to
+    form: str | None          # form file name
+    instructions: str | None  # raw instructions (Markdown/Jinja)
+    due_at: datetime | None   # interrupting boundary timer
+    warn_at: datetime | None  # non-interrupting boundary timer
+    process_id: str           # the (sub)process the task belongs to
+
+
+@dataclass(frozen=True)
+class WaitingTimer:
+    task_id: str
+    spec_id: str
+    name: str
+    due_at: datetime
+    interrupting: bool
+    attached_to: str | None   # task id of the activity a boundary timer guards
+
+
+@dataclass(frozen=True)
+class CompletedStep:
+    task_id: str
+    spec_id: str
+    name: str
+    kind: str                 # BPMN type, e.g. UserTask, ScriptTask, EndEvent
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one operation changed."""
+
+    completed: tuple[CompletedStep, ...]
+    ready: tuple[ReadyTask, ...]            # every READY manual task now
+    newly_ready: tuple[str, ...]            # task ids that became ready in this operation
+    no_longer_ready: tuple[str, ...]        # task ids that were ready before and are not now
+    timers: tuple[WaitingTimer, ...]        # every WAITING timer now
+    ended: bool
+    end_events: tuple[str, ...]             # ids of end events reached in this operation
+    data: Mapping[str, Any]                 # workflow data after the operation
+
+
+@dataclass
+class CaseRun:
+    """A live workflow for one case, bound to its definition. Single-threaded."""
+
+    definition: ProcessDefinition
+    workflow: BpmnWorkflow
+    engine: "Engine"
+    _ready_before: frozenset[str] = field(default_factory=frozenset)
+
+    # -- reading -------------------------------------------------------
+    def ready_tasks(self) -> tuple[ReadyTask, ...]:
+        return tuple(
+            self.engine._describe_ready(task)
+            for task in self.workflow.get_tasks(state=TaskState.READY, manual=True)
+        )
+
+    def waiting_timers(self) -> tuple[WaitingTimer, ...]:
+        return tuple(self.engine._waiting_timers(self.workflow))
+
+    @property
+    def ended(self) -> bool:
+        return self.workflow.is_completed()
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.engine._case_data(self.workflow)
+
+    # -- acting --------------------------------------------------------
+    def complete(
+        self,
+        task_id: str,
+        data: Mapping[str, Any],
+        *,
+        at: datetime,
+        role: str | None = None,
+    ) -> Outcome:
+        """Complete a READY manual task with form data.
+
+        ``role`` is the role the actor acts in; when given it must match the
+        task's lane. SpiffWorkflow's ``task.run()`` checks nothing, so every
+        check happens here.
+        """
+        task = self._get_task(task_id)
+        if not (task.has_state(TaskState.READY) and task.task_spec.manual):
+            raise TaskNotReady(task_id, TaskState.get_name(task.state))
+        described = self.engine._describe_ready(task)
+        if role is not None and described.role != role:
+            raise WrongRole(task_id, described.role, role)
+        clean = self.engine._check_form(self.definition, described, data)
+        return self._act(at, lambda steps: self._run_user_task(task, clean, steps))
+
+    def fire_timers(self, *, at: datetime) -> Outcome:
+        """Fire every timer due at ``at``. Refresh first: without it an interrupting
+        boundary timer can end READY with its activity already cancelled."""
+
+        def act(steps: list) -> None:
+            self.workflow.refresh_timers()
+            self._engine_steps(steps)
+
+        return self._act(at, act)
+
+    def deliver_message(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        correlations: Mapping[str, Any] | None = None,
+        *,
+        at: datetime,
+    ) -> Outcome:
+        event = BpmnEvent(MessageEventDefinition(name), dict(payload or {}), dict(correlations or {}))
+
+        def act(steps: list) -> None:
+            try:
+                self.workflow.send_event(event)
+            except SpiffWorkflowException as exc:
+                if "not waiting" in str(exc):
+                    raise MessageNotAwaited(name) from exc
+                raise
+            self._engine_steps(steps)
+
+        return self._act(at, act)
+
+    # -- internals -----------------------------------------------------
+    def _get_task(self, task_id: str):
+        try:
+            return self.workflow.get_task_from_id(UUID(str(task_id)))
+        except (ValueError, TaskNotFoundException):
+            raise TaskNotFound(task_id) from None
+
+    def _run_user_task(self, task, data: Mapping[str, Any], steps: list) -> None:
+        task.set_data(**data)
+        task.run()
+        steps.append(_step(task))
+        self._engine_steps(steps)
+
+    def _engine_steps(self, steps: list) -> None:
+        self.workflow.do_engine_steps(did_complete_task=lambda t: steps.append(_step(t)))
+
+    def _act(self, at: datetime, action: Callable[[list], None]) -> Outcome:
+        before = {str(t.id) for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
+        steps: list[CompletedStep] = []
+        with clock.case_clock(at):
+            try:
+                action(steps)
+            except EngineError:
+                raise
+            except SpiffWorkflowException as exc:
+                # The workflow object is now half-advanced; the caller must discard it
+                # (the application rolls back and never saves it).
+                raise ProcessFailed(_describe_failure(exc)) from exc
+            except (ValueError, TypeError, KeyError, NameError) as exc:
+                raise ProcessFailed(f"{type(exc).__name__}: {exc}") from exc
+        return self.engine._outcome(self.workflow, before, steps)
+
+
+class Engine:
+    """Starts, loads and saves case workflows. One instance per process is enough."""
+
+    def __init__(self, roles: RoleCatalogue, script_engine: Any | None = None):
+        self.roles = roles
+        self.script_engine = script_engine or make_script_engine()
+        self.serializer = WorkflowSerializer()
+
+    def start(self, definition: ProcessDefinition, data: Mapping[str, Any], *, at: datetime) -> tuple[CaseRun, Outcome]:
+        _check_keys(data)
+        workflow = BpmnWorkflow(
+            definition.spec, dict(definition.subprocess_specs), script_engine=self.script_engine
+        )
+        run = CaseRun(definition, workflow, self)
+
+        def act(steps: list) -> None:
+            start_task = workflow.task_tree
+            start_task.data.update(dict(data))
+            # Seed every task that already exists (the tree root's children) with the start data.
+            for task in workflow.get_tasks(state=TaskState.READY):
+                task.data.update(dict(data))
+            run._engine_steps(steps)
+
+        outcome = run._act(at, act)
+        return run, outcome
+
+    def load(self, definition: ProcessDefinition, saved: SavedState) -> CaseRun:
+        workflow = self.serializer.load(saved, definition.spec, definition.subprocess_specs)
+        # Deserialization does not restore the script engine.
+        workflow.script_engine = self.script_engine
+        return CaseRun(definition, workflow, self)
+
+    def dump(self, run: CaseRun) -> SavedState:
+        return self.serializer.dump(run.workflow)
+
+    def plain(self, value: Any) -> Any:
+        return self.serializer.plain(value)
+
+    # -- description helpers (used by CaseRun) --------------------------
+    def _describe_ready(self, task) -> ReadyTask:
+        spec = task.task_spec
+        properties = spec.extensions.get("properties", {}) if hasattr(spec, "extensions") else {}
+        due_at = warn_at = None
+        for timer in self._boundary_timers(task):
+            if timer.interrupting:
+                due_at = timer.due_at if due_at is None else min(due_at, timer.due_at)
+            else:
+                warn_at = timer.due_at if warn_at is None else min(warn_at, timer.due_at)
+        return ReadyTask(
+            task_id=str(task.id),
+            spec_id=spec.bpmn_id or spec.name,
+            name=spec.bpmn_name or spec.bpmn_id or spec.name,
+            lane=spec.lane,
+            role=self.roles.resolve(spec.lane),
+            form=properties.get(FORM_PROPERTY),
+            instructions=(spec.extensions.get("instructionsForEndUser") if hasattr(spec, "extensions") else None) or None,
+            due_at=due_at,
+            warn_at=warn_at,
+            process_id=task.workflow.spec.name,
+        )
+
+    def _boundary_timers(self, task) -> Iterable[WaitingTimer]:
+        # A task with boundary events is a child of a BoundaryEventSplit; the events are its siblings.
+        parent = task.parent
+        if parent is None:
+            return ()
+        return [
+            timer
+            for timer in (_as_timer(sibling) for sibling in parent.children if sibling is not task)
+            if timer is not None
+        ]
+
+    def _waiting_timers(self, workflow: BpmnWorkflow) -> list[WaitingTimer]:
+        timers = []
+        for task in workflow.get_tasks(state=TaskState.WAITING):
+            timer = _as_timer(task)
+            if timer is not None:
+                timers.append(timer)
+        return sorted(timers, key=lambda t: (t.due_at, t.spec_id))
+
+    def _case_data(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        if workflow.is_completed():
+            # At the end, data lives on the last completed task (end event), merged into workflow.data.
+            merged = dict(workflow.data)
+            last = workflow.last_task
+            if last is not None:
+                merged.update(last.data)
+            return merged
+        merged: dict[str, Any] = {}
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+            merged.update(task.data)
+        return merged or dict(workflow.last_task.data if workflow.last_task else {})
+
+    def _check_form(self, definition: ProcessDefinition, task: ReadyTask, data: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(data, Mapping):
+            raise FormInvalid({"_form": ["form data must be an object"]})
+        _check_keys(data)
+        if task.form is None:
+            return dict(data)
+        schema = definition.forms.get(task.form)
+        if schema is None:
+            raise FormInvalid({"_form": [f"form {task.form!r} is not part of this process version"]})
+        errors = validate_form_data(schema, data)
+        if errors:
+            raise FormInvalid(errors)
+        return dict(data)
+
+    def _outcome(self, workflow: BpmnWorkflow, before: set[str], steps: list[CompletedStep]) -> Outcome:
+        ready_tasks = workflow.get_tasks(state=TaskState.READY, manual=True)
+        ready = tuple(self._describe_ready(t) for t in ready_tasks)
+        now_ids = [r.task_id for r in ready]
+        return Outcome(
+            completed=tuple(steps),
+            ready=ready,
+            newly_ready=tuple(i for i in now_ids if i not in before),
+            no_longer_ready=tuple(sorted(before - set(now_ids))),
+            timers=tuple(self._waiting_timers(workflow)),
+            ended=workflow.is_completed(),
+            end_events=tuple(s.spec_id for s in steps if s.kind == "EndEvent"),
+            data=self._case_data(workflow),
+        )
+
+
+def _step(task) -> CompletedStep:
+    spec = task.task_spec
+    kind = "EndEvent" if isinstance(spec, EndEvent) else getattr(spec, "bpmn_type", None) or type(spec).__name__
+    kind = kind.split(":")[-1] if isinstance(kind, str) else type(spec).__name__
+    return CompletedStep(str(task.id), spec.bpmn_id or spec.name, spec.bpmn_name or spec.bpmn_id or spec.name, kind)
+
+
+def _as_timer(task) -> WaitingTimer | None:
+    spec = task.task_spec
+    definition = getattr(spec, "event_definition", None)
+    if not isinstance(definition, TimerEventDefinition) or not task.has_state(TaskState.WAITING):
+        return None
+    value = task.internal_data.get("event_value")
+    if isinstance(value, dict):  # cycle timers keep {"cycles": n, "next": iso, "duration": s}
+        value = value.get("next")
+    if not value:
+        return None
+    due_at = datetime.fromisoformat(value)
+    if due_at.tzinfo is None:
+        due_at = due_at.replace(tzinfo=timezone.utc)
+    cancel_activity = getattr(spec, "cancel_activity", True)
+    parent = task.parent
+    attached = None
+    if parent is not None and type(parent.task_spec).__name__ == "BoundaryEventSplit":
+        attached = next((str(c.id) for c in parent.children if _as_timer_spec(c) is None and c is not task), None)
+    return WaitingTimer(
+        task_id=str(task.id),
+        spec_id=spec.bpmn_id or spec.name,
+        name=spec.bpmn_name or spec.bpmn_id or spec.name,
+        due_at=due_at.astimezone(timezone.utc),
+        interrupting=bool(cancel_activity),
+        attached_to=attached,
+    )
+
+
+def _as_timer_spec(task):
+    return getattr(task.task_spec, "event_definition", None)
+
+
+def _check_keys(data: Mapping[str, Any]) -> None:
+    if not isinstance(data, Mapping):
+        raise FormInvalid({"_form": ["data must be an object"]})
+    bad = {}
+    for key in data:
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+            bad[str(key)] = ["field names must be identifiers that do not start with '_'"]
+        elif key in HELPER_NAMES:
+            bad[key] = [f"'{key}' is reserved for a script helper"]
+    if bad:
+        raise FormInvalid(bad)
+
+
+def _describe_failure(exc: SpiffWorkflowException) -> str:
+    task_spec = getattr(exc, "task_spec", None)
+    where = ""
+    if task_spec is not None:
+        where = f" at {getattr(task_spec, 'bpmn_id', None) or task_spec.name}"
+    return f"the process could not continue{where}: {exc}"
