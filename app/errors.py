@@ -10,6 +10,7 @@ import logging
 from typing import Any, Mapping, Sequence
 
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -124,6 +125,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(StaleDataError)
     def handle_stale(error):
         return jsonify(error_body("conflict", "the case was changed by someone else at the same time; reload and try again")), 409
+
+    @app.errorhandler(IntegrityError)
+    def handle_integrity(error):
+        # A uniqueness race the locks did not prevent (e.g. two writers appending the
+        # same event seq): nothing was committed, the caller may retry.
+        log.warning("integrity conflict on %s %s: %s", request.method, request.path, error.orig)
+        return jsonify(error_body("conflict", "a concurrent change conflicted with this one; reload and try again")), 409
 
     @app.errorhandler(HTTPException)
     def handle_http(error: HTTPException):
