@@ -55,15 +55,13 @@ def process_validate(paths):
 
 
 def _summary(definition) -> str:
-    specs = [definition.spec, *definition.subprocess_specs.values()]
-    kinds: dict[str, int] = {}
-    for spec in specs:
-        for task_spec in spec.task_specs.values():
-            kind = getattr(task_spec, "bpmn_type", None) or type(task_spec).__name__
-            kinds[kind] = kinds.get(kind, 0) + 1
-    user_tasks = kinds.get("bpmn:userTask", 0)
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+    task_specs = [t for spec in (definition.spec, *definition.subprocess_specs.values()) for t in spec.task_specs.values()]
+    user_tasks = sum(1 for t in task_specs if getattr(t, "manual", False))
+    timers = sum(1 for t in task_specs if isinstance(getattr(t, "event_definition", None), TimerEventDefinition))
     return (
-        f"OK {definition.process_id} ({definition.name}): {user_tasks} user tasks, "
+        f"OK {definition.process_id} ({definition.name}): {user_tasks} user tasks, {timers} timers, "
         f"{len(definition.forms)} forms, {len(definition.files)} files, roles {', '.join(definition.roles) or '-'}; "
         f"hash {definition.content_hash[:12]}"
     )
