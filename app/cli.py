@@ -26,6 +26,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(demo_group)
     app.cli.add_command(setup_command)
     app.cli.add_command(serve_command)
+    app.cli.add_command(worker_command)
 
 
 # -- process ------------------------------------------------------------------
@@ -190,8 +191,27 @@ def serve_command(host, port, threads):
 
     app = current_app._get_current_object()
     if not app.config.get("REDIS_URL"):
-        from app.jobs import start_embedded_sweeper
+        from app.jobs import start_sweeper
 
-        start_embedded_sweeper(app)
+        start_sweeper(app)
     click.echo(f"Gridcase on http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)")
     waitress.serve(app, host=host, port=port, threads=threads)
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="work until the queue is empty, then stop")
+@click.option("--no-sweep", is_flag=True, help="do not run the periodic timer sweep in this process")
+@with_appcontext
+def worker_command(burst, no_sweep):
+    """Run an rq worker (needs REDIS_URL) with the app context; it also sweeps for
+    due timers that a lost job missed."""
+    from app.jobs import start_sweeper
+    from app.queue import make_worker
+
+    app = current_app._get_current_object()
+    if not app.config.get("REDIS_URL"):
+        raise click.ClickException("REDIS_URL is not set: in embedded mode `gridcase serve` fires timers itself")
+    if not burst and not no_sweep:
+        start_sweeper(app)
+    worker = make_worker(app)
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")

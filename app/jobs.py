@@ -3,7 +3,9 @@
 The timers table is the truth; this module only asks "what is due?" and fires
 each case in its own transaction (one commit per job). In embedded mode (no
 REDIS_URL) a daemon thread in the web process does it every
-TIMER_SWEEP_SECONDS.
+TIMER_SWEEP_SECONDS; with Redis, rq jobs scheduled at each due time nudge the
+case and the worker process runs the same sweep to catch anything a lost job
+missed.
 """
 from __future__ import annotations
 
@@ -41,7 +43,20 @@ def fire_due_timers(at: datetime | None = None) -> int:
     return changed
 
 
-def start_embedded_sweeper(app: Flask) -> threading.Thread:
+def fire_case_timers_job(case_id: int) -> bool:
+    """rq job: fire the due timers of one case (one transaction). Idempotent."""
+    try:
+        fired = cases.fire_case_timers(runtime(), case_id) is not None
+        commit()
+        return fired
+    except Exception:
+        rollback()
+        raise
+    finally:
+        db.session.remove()
+
+
+def start_sweeper(app: Flask) -> threading.Thread:
     interval = app.config["TIMER_SWEEP_SECONDS"]
     stop = threading.Event()
 
@@ -52,9 +67,9 @@ def start_embedded_sweeper(app: Flask) -> threading.Thread:
                     fired = fire_due_timers()
                     db.session.remove()
                 if fired:
-                    log.info("embedded sweeper fired timers in %d case(s)", fired)
+                    log.info("sweeper fired timers in %d case(s)", fired)
             except Exception:  # never let the sweeper die: log and try again next round
-                log.exception("embedded timer sweep failed")
+                log.exception("timer sweep failed")
 
     thread = threading.Thread(target=loop, name="gridcase-timer-sweeper", daemon=True)
     thread.stop_event = stop  # type: ignore[attr-defined]

@@ -182,11 +182,11 @@ class CaseRun:
     def _run_user_task(self, task, data: Mapping[str, Any], steps: list) -> None:
         task.set_data(**data)
         task.run()
-        steps.append(_step(task))
+        _record(steps, task)
         self._engine_steps(steps)
 
     def _engine_steps(self, steps: list) -> None:
-        self.workflow.do_engine_steps(did_complete_task=lambda t: steps.append(_step(t)))
+        self.workflow.do_engine_steps(did_complete_task=lambda t: _record(steps, t))
 
     def _act(self, at: datetime, action: Callable[[list], None]) -> Outcome:
         before = {str(t.id) for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
@@ -267,9 +267,10 @@ class Engine:
         )
 
     def _boundary_timers(self, task) -> Iterable[WaitingTimer]:
-        # A task with boundary events is a child of a BoundaryEventSplit; the events are its siblings.
+        # A task with boundary events is a child of a BoundaryEventSplit; the events are its
+        # siblings. Any other parent (e.g. a parallel split) has no boundary timers for it.
         parent = task.parent
-        if parent is None:
+        if parent is None or not _is_boundary_split(parent):
             return ()
         return [
             timer
@@ -286,17 +287,17 @@ class Engine:
         return sorted(timers, key=lambda t: (t.due_at, t.spec_id))
 
     def _case_data(self, workflow: BpmnWorkflow) -> dict[str, Any]:
-        if workflow.is_completed():
-            # At the end, data lives on the last completed task (end event), merged into workflow.data.
-            merged = dict(workflow.data)
-            last = workflow.last_task
-            if last is not None:
-                merged.update(last.data)
-            return merged
-        merged: dict[str, Any] = {}
-        for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+        """The case's data: every key any branch has written, latest write winning.
+
+        SpiffWorkflow keeps a data copy per task, so a branch that has ended (a
+        warning path, say) holds keys no current task has. Merging completed and
+        current tasks in the order they changed state keeps them visible."""
+        relevant = TaskState.COMPLETED | TaskState.READY | TaskState.WAITING | TaskState.STARTED
+        tasks = sorted(workflow.get_tasks(state=relevant), key=lambda t: t.last_state_change)
+        merged: dict[str, Any] = dict(workflow.data)
+        for task in tasks:
             merged.update(task.data)
-        return merged or dict(workflow.last_task.data if workflow.last_task else {})
+        return merged
 
     def _check_form(self, definition: ProcessDefinition, task: ReadyTask, data: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(data, Mapping):
@@ -328,6 +329,13 @@ class Engine:
         )
 
 
+def _record(steps: list, task) -> None:
+    # Only BPMN elements: SpiffWorkflow's internal tasks (Start, *.EndJoin, End,
+    # BoundaryEventSplit…) have no bpmn_id and mean nothing to people or auditors.
+    if task.task_spec.bpmn_id is not None:
+        steps.append(_step(task))
+
+
 def _step(task) -> CompletedStep:
     spec = task.task_spec
     kind = "EndEvent" if isinstance(spec, EndEvent) else getattr(spec, "bpmn_type", None) or type(spec).__name__
@@ -351,7 +359,7 @@ def _as_timer(task) -> WaitingTimer | None:
     cancel_activity = getattr(spec, "cancel_activity", True)
     parent = task.parent
     attached = None
-    if parent is not None and type(parent.task_spec).__name__ == "BoundaryEventSplit":
+    if parent is not None and _is_boundary_split(parent):
         attached = next((str(c.id) for c in parent.children if _as_timer_spec(c) is None and c is not task), None)
     return WaitingTimer(
         task_id=str(task.id),
@@ -361,6 +369,10 @@ def _as_timer(task) -> WaitingTimer | None:
         interrupting=bool(cancel_activity),
         attached_to=attached,
     )
+
+
+def _is_boundary_split(task) -> bool:
+    return type(task.task_spec).__name__ == "BoundaryEventSplit"
 
 
 def _as_timer_spec(task):

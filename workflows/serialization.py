@@ -42,12 +42,6 @@ def _build_serializer() -> BpmnWorkflowSerializer:
     return BpmnWorkflowSerializer(registry)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)  # sets come back as lists, in a stable order
-    raise TypeError(f"task data value of type {type(value).__name__} cannot be saved")
-
-
 class WorkflowSerializer:
     def __init__(self) -> None:
         self._serializer = _build_serializer()
@@ -60,7 +54,17 @@ class WorkflowSerializer:
         data = self._serializer.to_dict(workflow)
         data.pop("spec", None)
         data.pop("subprocess_specs", None)
-        return SavedState(json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default), SERIALIZER_VERSION)
+        return SavedState(json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=self._json_default), SERIALIZER_VERSION)
+
+    def _json_default(self, value: Any) -> Any:
+        # Task data is left unconverted by to_dict (SpiffWorkflow converts it only inside
+        # serialize_json's encoder), so registered types (datetime, date, Decimal,
+        # timedelta, UUID) are converted here; restore() turns them back on load.
+        if type(value) in self._registry.typenames:
+            return self._registry.convert(value)
+        if isinstance(value, (set, frozenset)):
+            return sorted(value, key=repr)  # sets come back as lists, in a stable order
+        raise TypeError(f"task data value of type {type(value).__name__} cannot be saved")
 
     def load(self, saved: SavedState, spec: Any, subprocess_specs: Mapping[str, Any]) -> BpmnWorkflow:
         if saved.serializer_version != SERIALIZER_VERSION:
@@ -72,7 +76,10 @@ class WorkflowSerializer:
             data = json.loads(saved.state)
         except ValueError as exc:
             raise StateFormatError(f"stored state is not valid JSON: {exc}") from exc
-        return self._restore(data, spec, dict(subprocess_specs))
+        try:
+            return self._restore(data, spec, dict(subprocess_specs))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise StateFormatError(f"stored state is not a saved workflow: {type(exc).__name__}: {exc}") from exc
 
     def _restore(self, data: dict, spec: Any, subprocess_specs: dict) -> BpmnWorkflow:
         # Mirrors BpmnWorkflowConverter.from_dict (SpiffWorkflow 3.2.0, pinned) but reuses

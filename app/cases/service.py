@@ -18,7 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.cases.history import append_event
 from app.cases.models import CASE_ACTIVE, CASE_COMPLETED, Case, ReferenceCounter, Timer
-from app.db import db
+from app import queue
+from app.db import after_commit, db
 from app.errors import Conflict, NotFound, PermissionDenied
 from app.people import service as people
 from app.people.models import User
@@ -176,7 +177,7 @@ def fire_case_timers(rt: Runtime, case_id: int, *, at: datetime | None = None) -
     case = lock_case(case_id)
     due = list(
         db.session.scalars(
-            select(Timer).where(Timer.case_id == case.id, Timer.state == "waiting", Timer.due_at <= at)
+            select(Timer).where(Timer.case_id == case.id, Timer.state == "waiting", Timer.due_at < at)
         )
     )
     if not due or case.status != CASE_ACTIVE:
@@ -205,7 +206,7 @@ def fire_case_timers(rt: Runtime, case_id: int, *, at: datetime | None = None) -
 def due_timer_case_ids(at: datetime, limit: int = 500) -> list[int]:
     rows = db.session.execute(
         select(Timer.case_id, Timer.due_at)
-        .where(Timer.state == "waiting", Timer.due_at <= at)
+        .where(Timer.state == "waiting", Timer.due_at < at)  # the engine fires strictly after due
         .order_by(Timer.due_at)
         .limit(limit)
     )
@@ -314,8 +315,17 @@ def _project(case: Case, outcome: Outcome, at: datetime) -> None:
                     state="waiting",
                 )
             )
+            _nudge_at(case.id, task_id, timer.due_at)
         else:
             row.due_at = timer.due_at
+
+
+def _nudge_at(case_id: int, task_id: str, due_at: datetime) -> None:
+    """After commit, schedule a job at the timer's due time (rq), so it fires on time
+    rather than at the next sweep. The timers table stays the truth."""
+    after_commit(
+        lambda: queue.enqueue_at(due_at, "app.jobs.fire_case_timers_job", case_id, job_id=f"timer-{case_id}-{task_id}")
+    )
 
 
 def _next_reference(process_id: str, at: datetime) -> str:
