@@ -20,6 +20,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "REDIS_URL": None,
         "PROCESS_LIBRARY": str(PROJECT_ROOT / "bpmn"),
         "ROLES_FILE": None,  # default: <PROCESS_LIBRARY>/roles.json
+        # Business calendar (working periods, holidays, make-up days); default:
+        # <PROCESS_LIBRARY>/calendar.json, or the built-in default when that file is absent.
+        "CALENDAR_FILE": None,
         # Case references such as SJ-2026-000123: prefix per process id, "AJ" (案件) otherwise.
         "CASE_REFERENCE_PREFIXES": {
             "grid_quick": "SJ",
@@ -87,6 +90,28 @@ def validate(config: dict[str, Any]) -> None:
     if not roles.is_file():
         raise ConfigError(f"roles file {roles} not found")
     config["ROLES_FILE"] = str(roles)
+    validate_calendar(config, library)
     for key in ("PAGE_SIZE_DEFAULT", "PAGE_SIZE_MAX", "TIMER_SWEEP_SECONDS", "MAX_CONTENT_LENGTH"):
         if not isinstance(config.get(key), int) or config[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer")
+
+
+def validate_calendar(config: dict[str, Any], library: Path) -> None:
+    """Resolve CALENDAR_FILE and check that the file parses (bad dates, periods, keys).
+
+    An explicit CALENDAR_FILE must exist; the default <PROCESS_LIBRARY>/calendar.json
+    may be absent (then CALENDAR_FILE stays None and the built-in default is used)."""
+    from workflows.calendar import BusinessCalendar, CalendarError
+
+    explicit = config.get("CALENDAR_FILE")
+    path = Path(explicit) if explicit else library / "calendar.json"
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"calendar file {path} not found")
+        config["CALENDAR_FILE"] = None
+        return
+    try:
+        BusinessCalendar.from_file(path)
+    except CalendarError as exc:
+        raise ConfigError(f"invalid business calendar: {exc}") from None
+    config["CALENDAR_FILE"] = str(path)

@@ -77,6 +77,15 @@ class CompletedStep:
 
 
 @dataclass(frozen=True)
+class ThrownMessage:
+    """A message the process sent that nothing inside it caught: the application's to route."""
+
+    name: str
+    payload: Any
+    correlations: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one operation changed."""
 
@@ -88,6 +97,7 @@ class Outcome:
     ended: bool
     end_events: tuple[str, ...]             # ids of end events reached in this operation
     data: Mapping[str, Any]                 # workflow data after the operation
+    thrown: tuple[ThrownMessage, ...] = ()  # messages thrown out of the process in this operation
 
 
 @dataclass
@@ -208,9 +218,12 @@ class CaseRun:
 class Engine:
     """Starts, loads and saves case workflows. One instance per process is enough."""
 
-    def __init__(self, roles: RoleCatalogue, script_engine: Any | None = None):
+    def __init__(self, roles: RoleCatalogue, script_engine: Any | None = None, calendar: Any | None = None):
+        # ``calendar`` (a workflows.calendar.BusinessCalendar) feeds the script helpers
+        # add_working_hours/deadline/...; None: the default. Unused with a given script_engine.
         self.roles = roles
-        self.script_engine = script_engine or make_script_engine()
+        self.calendar = calendar
+        self.script_engine = script_engine or make_script_engine(calendar)
         self.serializer = WorkflowSerializer()
 
     def start(self, definition: ProcessDefinition, data: Mapping[str, Any], *, at: datetime) -> tuple[CaseRun, Outcome]:
@@ -326,6 +339,10 @@ class Engine:
             ended=workflow.is_completed(),
             end_events=tuple(s.spec_id for s in steps if s.kind == "EndEvent"),
             data=self._case_data(workflow),
+            thrown=tuple(
+                ThrownMessage(event.event_definition.name, event.payload, dict(event.correlations or {}))
+                for event in workflow.get_events()
+            ),
         )
 
 

@@ -5,6 +5,9 @@ import ``os``. Here every script is compiled with RestrictedPython (no imports, 
 ``_``-prefixed names or attributes) and run with its guards, over a small set of
 builtins and case-clock-aware date helpers. Timing never reads the wall clock
 directly: ``now()`` is :func:`workflows.clock.current_time`, so replay reproduces it.
+The business-calendar helpers (``add_working_hours``, ``add_working_days``,
+``working_hours_between``, ``deadline``) are bound to the engine's
+:class:`~workflows.calendar.BusinessCalendar`.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import TaskDataEnvironment
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
+from workflows.calendar import BusinessCalendar
 from workflows.clock import current_time
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "RestrictedEnvironment",
     "ScriptRejected",
     "add_duration",
+    "calendar_helpers",
     "check_expression",
     "check_script",
     "check_timer_expression",
@@ -128,7 +133,38 @@ _EXTRA_BUILTINS = {
     )
 }
 
-HELPER_NAMES: frozenset[str] = frozenset(_HELPERS) | frozenset(_EXTRA_BUILTINS)
+
+def calendar_helpers(calendar: BusinessCalendar) -> dict:
+    """The business-calendar helpers bound to ``calendar`` (see bpmn/README.md)."""
+
+    def add_working_hours(dt, hours):
+        """``dt`` plus ``hours`` working hours on the business calendar (aware datetime)."""
+        return calendar.add_working_hours(parse_datetime(dt), hours)
+
+    def add_working_days(dt, days):
+        """``dt`` plus ``days`` working days on the business calendar (aware datetime)."""
+        return calendar.add_working_days(parse_datetime(dt), days)
+
+    def working_hours_between(a, b):
+        """Working hours from ``a`` to ``b`` on the business calendar."""
+        return calendar.working_hours_between(parse_datetime(a), parse_datetime(b))
+
+    def deadline(amount, unit, start=None, fraction=1.0):
+        """ISO text for a timer ``timeDate``: ``amount * fraction`` ``unit`` after ``start``
+        (default ``now()``); units working_hours, working_days, hours, days, minutes."""
+        return calendar.deadline(amount, unit, now() if start is None else parse_datetime(start), fraction)
+
+    return {
+        "add_working_hours": add_working_hours,
+        "add_working_days": add_working_days,
+        "working_hours_between": working_hours_between,
+        "deadline": deadline,
+    }
+
+
+_CALENDAR_HELPER_NAMES = frozenset(("add_working_hours", "add_working_days", "working_hours_between", "deadline"))
+
+HELPER_NAMES: frozenset[str] = frozenset(_HELPERS) | frozenset(_EXTRA_BUILTINS) | _CALENDAR_HELPER_NAMES
 
 
 # --- guards the RestrictedPython transformer calls --------------------------
@@ -302,10 +338,13 @@ def _check_timer_part(text: str) -> None:
 # --- the environment ------------------------------------------------------------
 
 class RestrictedEnvironment(TaskDataEnvironment):
-    """TaskDataEnvironment with the same data semantics, but restricted code."""
+    """TaskDataEnvironment with the same data semantics, but restricted code.
 
-    def __init__(self, environment_globals: dict | None = None):
-        super().__init__({**_GUARDS, **_HELPERS, **(environment_globals or {})})
+    The calendar helpers use ``calendar`` (default: :meth:`BusinessCalendar.default`)."""
+
+    def __init__(self, environment_globals: dict | None = None, calendar: BusinessCalendar | None = None):
+        self.calendar = calendar or BusinessCalendar.default()
+        super().__init__({**_GUARDS, **_HELPERS, **calendar_helpers(self.calendar), **(environment_globals or {})})
 
     def evaluate(self, expression, context, external_context=None):
         code = _compiled(expression, "eval")
@@ -331,6 +370,7 @@ class RestrictedEnvironment(TaskDataEnvironment):
         return True
 
 
-def make_script_engine() -> PythonScriptEngine:
-    """A script engine over :class:`RestrictedEnvironment`; stateless, so shareable."""
-    return PythonScriptEngine(environment=RestrictedEnvironment())
+def make_script_engine(calendar: BusinessCalendar | None = None) -> PythonScriptEngine:
+    """A script engine over :class:`RestrictedEnvironment`, its calendar helpers bound to
+    ``calendar`` (default: :meth:`BusinessCalendar.default`); stateless, so shareable."""
+    return PythonScriptEngine(environment=RestrictedEnvironment(calendar=calendar))

@@ -522,7 +522,7 @@ def test_scripts_read_the_case_clock(engine, fixtures):
     t0 = datetime(2031, 1, 15, 10, 30, tzinfo=CST)
     run, outcome = engine.start(fixtures["clock_script"], {}, at=t0)
     assert outcome.data["started_at"] == t0.astimezone(timezone.utc).isoformat()
-    assert outcome.data["deadline"] == (t0 + timedelta(hours=4)).astimezone(timezone.utc).isoformat()
+    assert outcome.data["due_at"] == (t0 + timedelta(hours=4)).astimezone(timezone.utc).isoformat()
 
     confirmed = t0 + timedelta(minutes=45)
     outcome = run.complete(only_ready(outcome).task_id, {}, at=confirmed, role="grid_member")
