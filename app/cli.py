@@ -68,6 +68,30 @@ def _summary(definition) -> str:
     )
 
 
+@process_group.command("test")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--require-full-coverage", is_flag=True,
+              help="also exit 1 when a branch, boundary or end event is missed, or a process has no scenarios")
+@with_appcontext
+def process_test(paths, require_full_coverage):
+    """Run the scenarios/*.json under PATHS (folders) and report branch coverage. Exit 1 when a
+    scenario fails or a definition does not load."""
+    from app.runtime import runtime
+    from workflows.scenarios import discover, run_suite
+
+    failed = False
+    for path in paths:
+        result = load_folder(path, runtime().roles)
+        for issue in result.issues:
+            failed = True
+            click.echo(f"{path}/{issue}" if issue.file else f"{path}: {issue}")
+        report = run_suite(discover(path), result.definitions, runtime().engine)
+        for line in report.lines():
+            click.echo(line)
+        failed = failed or not report.passed or (require_full_coverage and not report.full_coverage)
+    sys.exit(1 if failed else 0)
+
+
 @process_group.command("deploy")
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--note", help="what changed, recorded with each new version")

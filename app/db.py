@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
@@ -27,7 +28,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects stay usable after commit: a request reads back what it just wrote without a
+# second transaction. Writers never rely on that: lock_case re-reads under the lock.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 _AFTER_COMMIT = "gridcase_after_commit"
 
@@ -70,9 +73,14 @@ def _sqlite_pragmas(dbapi_connection, connection_record):  # pragma: no cover - 
 
 
 @event.listens_for(Engine, "begin")
-def _sqlite_begin_immediate(conn):  # pragma: no cover - driver hook
+def _sqlite_begin(conn):  # pragma: no cover - driver hook
     # SQLite has one writer. Taking the write lock when the transaction starts makes
     # concurrent writers queue (busy_timeout) instead of failing on a stale snapshot;
-    # combined with the case row version this gives one writer per case.
-    if conn.dialect.name == "sqlite":
+    # combined with the case row version this gives one writer per case. Read-only
+    # requests (GET/HEAD) begin normally: in WAL mode they never block or wait.
+    if conn.dialect.name != "sqlite":
+        return
+    if has_request_context() and request.method in ("GET", "HEAD", "OPTIONS"):
+        conn.exec_driver_sql("BEGIN")
+    else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -130,7 +130,7 @@ def register_error_handlers(app: Flask) -> None:
     def handle_integrity(error):
         # A uniqueness race the locks did not prevent (e.g. two writers appending the
         # same event seq): nothing was committed, the caller may retry.
-        log.warning("integrity conflict on %s %s: %s", request.method, request.path, error.orig)
+        log.error("integrity conflict on %s %s: %s", request.method, request.path, error.orig)
         return jsonify(error_body("conflict", "a concurrent change conflicted with this one; reload and try again")), 409
 
     @app.errorhandler(HTTPException)

@@ -41,10 +41,8 @@ def canonical_content(
 def append_event(
     case: Case, kind: str, payload: Mapping[str, Any], *, at: datetime, actor: User | None, role: str | None = None,
 ) -> CaseEvent:
-    last = db.session.execute(
-        select(CaseEvent.seq, CaseEvent.hash).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq.desc()).limit(1)
-    ).first()
-    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
+    # The chain head lives on the case row, which the caller holds locked.
+    seq, prev_hash = (case.last_event_seq or 0) + 1, case.last_event_hash or GENESIS_HASH
     actor_name = actor.username if actor is not None else "system"
     payload = json.loads(json.dumps(payload, ensure_ascii=False))  # exactly what the JSON column will give back
     digest = hashlib.sha256(
@@ -54,10 +52,11 @@ def append_event(
         )
     ).hexdigest()
     event = CaseEvent(
-        case_id=case.id, seq=seq, kind=kind, at=at, actor_id=actor.id if actor else None,
+        case=case, seq=seq, kind=kind, at=at, actor_id=actor.id if actor else None,
         actor=actor_name, role=role, payload=payload, prev_hash=prev_hash, hash=digest,
     )
     db.session.add(event)
+    case.last_event_seq, case.last_event_hash = seq, digest
     return event
 
 

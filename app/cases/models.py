@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.db import db
 from app.people.models import GridNode
@@ -29,12 +29,16 @@ class Case(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=CASE_ACTIVE, index=True)
     end_event: Mapped[str | None] = mapped_column(String(128))
     data: Mapped[dict] = mapped_column(db.JSON, default=dict)
-    state: Mapped[str] = mapped_column(Text)
+    # The serialized workflow is only needed when the case is acted on (lock_case undefers it).
+    state: Mapped[str] = deferred(mapped_column(Text))
     serializer_version: Mapped[str] = mapped_column(String(16))
     row_version: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Head of the event chain, kept on the locked row so appending needs no lookup.
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     process_version: Mapped[ProcessVersion] = relationship(lazy="joined")
@@ -65,6 +69,8 @@ class CaseEvent(db.Model):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
+    case: Mapped[Case] = relationship()
+
 
 class Timer(db.Model):
     """A WAITING timer of a case: the truth the scheduler works from."""
@@ -85,6 +91,8 @@ class Timer(db.Model):
     attached_to: Mapped[str | None] = mapped_column(String(36))
     state: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting / fired / cancelled
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    case: Mapped[Case] = relationship()
 
 
 class ReferenceCounter(db.Model):

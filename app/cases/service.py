@@ -13,8 +13,9 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import undefer
 
 from app.cases.history import append_event
 from app.cases.models import CASE_ACTIVE, CASE_COMPLETED, Case, ReferenceCounter, Timer
@@ -50,7 +51,11 @@ def lock_case(case_id: int) -> Case:
     UPDATE backs both up.
     """
     case = db.session.scalar(
-        select(Case).where(Case.id == case_id).with_for_update(of=Case).execution_options(populate_existing=True)
+        select(Case)
+        .where(Case.id == case_id)
+        .options(undefer(Case.state))
+        .with_for_update(of=Case)
+        .execution_options(populate_existing=True)
     )
     if case is None:
         raise NotFound(f"case {case_id} does not exist")
@@ -88,28 +93,17 @@ def start_case(
         grid_node=grid,
         created_by_id=actor.id if actor else None,
         created_at=at,
-        state="",
-        serializer_version="",
     )
     db.session.add(case)
-    _save(case, run, outcome, rt, at)
-    db.session.flush()
-    append_event(
-        case,
-        "case_started",
-        {
-            "process_id": version.process_id,
-            "process_version": version.version,
-            "content_hash": version.content_hash,
-            "title": title,
-            "grid": grid.code,
-            "data": dict(data),
-            "effects": _effects(outcome),
-        },
-        at=at,
-        actor=actor,
-    )
-    _project(case, outcome, at)
+    payload = {
+        "process_id": version.process_id,
+        "process_version": version.version,
+        "content_hash": version.content_hash,
+        "title": title,
+        "grid": grid.code,
+        "data": dict(data),
+    }
+    _apply(rt, case, run, outcome, "case_started", payload, actor=actor, role=None, at=at, new_case=True)
     return case
 
 
@@ -120,26 +114,11 @@ def apply_completion(
     """Complete the work item's task (the caller has locked the case and checked permission)."""
     run = load_run(case, rt)
     outcome = run.complete(item.task_id, data, at=at, role=item.role)
-    _save(case, run, outcome, rt, at)
     item.completed_by_id = actor.id
     if item.assignee_id is None:
         item.assignee_id = actor.id
-    append_event(
-        case,
-        "task_completed",
-        {
-            "work_item": item.id,
-            "task_id": item.task_id,
-            "task": item.spec_id,
-            "name": item.name,
-            "data": dict(data),
-            "effects": _effects(outcome),
-        },
-        at=at,
-        actor=actor,
-        role=item.role,
-    )
-    _project(case, outcome, at)
+    payload = {"work_item": item.id, "task_id": item.task_id, "task": item.spec_id, "name": item.name, "data": dict(data)}
+    _apply(rt, case, run, outcome, "task_completed", payload, actor=actor, role=item.role, at=at)
     return outcome
 
 
@@ -158,15 +137,8 @@ def deliver_message(
     _require_active(case)
     run = load_run(case, rt)
     outcome = run.deliver_message(name, payload, correlations, at=at)
-    _save(case, run, outcome, rt, at)
-    append_event(
-        case,
-        "message_received",
-        {"name": name, "payload": dict(payload), "correlations": dict(correlations), "effects": _effects(outcome)},
-        at=at,
-        actor=actor,
-    )
-    _project(case, outcome, at)
+    event = {"name": name, "payload": dict(payload), "correlations": dict(correlations)}
+    _apply(rt, case, run, outcome, "message_received", event, actor=actor, role=None, at=at)
     return outcome
 
 
@@ -188,18 +160,8 @@ def fire_case_timers(rt: Runtime, case_id: int, *, at: datetime | None = None) -
     fired_timers = [t for t in due if t.task_id in fired]
     if not fired_timers:
         return None
-    _save(case, run, outcome, rt, at)
-    append_event(
-        case,
-        "timer_fired",
-        {
-            "timers": [{"task_id": t.task_id, "timer": t.spec_id, "due_at": t.due_at.isoformat()} for t in fired_timers],
-            "effects": _effects(outcome),
-        },
-        at=at,
-        actor=None,
-    )
-    _project(case, outcome, at)
+    payload = {"timers": [{"task_id": t.task_id, "timer": t.spec_id, "due_at": t.due_at.isoformat()} for t in fired_timers]}
+    _apply(rt, case, run, outcome, "timer_fired", payload, actor=None, role=None, at=at)
     return outcome
 
 
@@ -229,16 +191,25 @@ def _require_active(case: Case) -> None:
         raise Conflict(f"case {case.reference} is {case.status}", code="case_closed")
 
 
-def _save(case: Case, run: CaseRun, outcome: Outcome, rt: Runtime, at: datetime) -> None:
-    saved = rt.engine.dump(run)
-    case.state = saved.state
-    case.serializer_version = saved.serializer_version
-    case.data = rt.engine.plain(dict(outcome.data))
-    case.updated_at = at
-    if outcome.ended:
-        case.status = CASE_COMPLETED
-        case.closed_at = at
-        case.end_event = outcome.end_events[-1] if outcome.end_events else case.end_event
+def _apply(
+    rt: Runtime, case: Case, run: CaseRun, outcome: Outcome, kind: str, payload: dict[str, Any], *,
+    actor: User | None, role: str | None, at: datetime, new_case: bool = False,
+) -> None:
+    """Write one engine step: state, event, work items, timers. Nothing is flushed
+    until the end (autoflush off), so the step costs one flush."""
+    with db.session.no_autoflush:
+        saved = rt.engine.dump(run)
+        case.state = saved.state
+        case.serializer_version = saved.serializer_version
+        case.data = rt.engine.plain(dict(outcome.data))
+        case.updated_at = at
+        if outcome.ended:
+            case.status = CASE_COMPLETED
+            case.closed_at = at
+            case.end_event = outcome.end_events[-1] if outcome.end_events else case.end_event
+        append_event(case, kind, {**payload, "effects": _effects(outcome)}, at=at, actor=actor, role=role)
+        _project(case, outcome, at, new_case=new_case)
+    db.session.flush()
 
 
 def _effects(outcome: Outcome) -> dict[str, Any]:
@@ -251,12 +222,13 @@ def _effects(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _project(case: Case, outcome: Outcome, at: datetime) -> None:
-    """Bring work items and timers in line with the workflow (idempotent)."""
+def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = False) -> None:
+    """Bring work items and timers in line with the workflow (idempotent).
+    A new case has neither yet, so there is nothing to read."""
     completed_ids = {step.task_id for step in outcome.completed}
     ready = {task.task_id: task for task in outcome.ready}
 
-    open_items = {
+    open_items = {} if new_case else {
         item.task_id: item
         for item in db.session.scalars(
             select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.state.in_(OPEN_STATES))
@@ -271,7 +243,7 @@ def _project(case: Case, outcome: Outcome, at: datetime) -> None:
         if item is None:
             db.session.add(
                 WorkItem(
-                    case_id=case.id,
+                    case=case,
                     task_id=task_id,
                     spec_id=task.spec_id,
                     name=task.name,
@@ -280,7 +252,7 @@ def _project(case: Case, outcome: Outcome, at: datetime) -> None:
                     role=task.role,
                     form=task.form,
                     instructions=task.instructions,
-                    grid_node_id=case.grid_node_id,
+                    grid_node_id=case.grid_node.id,
                     grid_path=case.grid_node.path,
                     state=ITEM_READY,
                     created_at=at,
@@ -292,7 +264,7 @@ def _project(case: Case, outcome: Outcome, at: datetime) -> None:
             item.due_at, item.warn_at = task.due_at, task.warn_at
 
     waiting = {t.task_id: t for t in outcome.timers}
-    existing = {
+    existing = {} if new_case else {
         timer.task_id: timer
         for timer in db.session.scalars(select(Timer).where(Timer.case_id == case.id, Timer.state == "waiting"))
     }
@@ -305,7 +277,7 @@ def _project(case: Case, outcome: Outcome, at: datetime) -> None:
         if row is None:
             db.session.add(
                 Timer(
-                    case_id=case.id,
+                    case=case,
                     task_id=task_id,
                     spec_id=timer.spec_id,
                     name=timer.name,
@@ -315,16 +287,16 @@ def _project(case: Case, outcome: Outcome, at: datetime) -> None:
                     state="waiting",
                 )
             )
-            _nudge_at(case.id, task_id, timer.due_at)
+            _nudge_at(case, task_id, timer.due_at)
         else:
             row.due_at = timer.due_at
 
 
-def _nudge_at(case_id: int, task_id: str, due_at: datetime) -> None:
+def _nudge_at(case: Case, task_id: str, due_at: datetime) -> None:
     """After commit, schedule a job at the timer's due time (rq), so it fires on time
     rather than at the next sweep. The timers table stays the truth."""
     after_commit(
-        lambda: queue.enqueue_at(due_at, "app.jobs.fire_case_timers_job", case_id, job_id=f"timer-{case_id}-{task_id}")
+        lambda: queue.enqueue_at(due_at, "app.jobs.fire_case_timers_job", case.id, job_id=f"timer-{case.id}-{task_id}")
     )
 
 
@@ -335,11 +307,9 @@ def _next_reference(process_id: str, at: datetime) -> str:
     key = f"{prefix}-{year}"
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    db.session.execute(insert(ReferenceCounter).values(key=key, value=0).on_conflict_do_nothing())
-    value = db.session.execute(
-        update(ReferenceCounter)
-        .where(ReferenceCounter.key == key)
-        .values(value=ReferenceCounter.value + 1)
-        .returning(ReferenceCounter.value)
-    ).scalar_one()
+    statement = insert(ReferenceCounter).values(key=key, value=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[ReferenceCounter.key], set_={"value": ReferenceCounter.value + 1}
+    ).returning(ReferenceCounter.value)
+    value = db.session.execute(statement).scalar_one()  # atomic on both databases
     return f"{key}-{value:06d}"

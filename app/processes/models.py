@@ -40,7 +40,7 @@ class ProcessVersion(db.Model):
     note: Mapped[str | None] = mapped_column(Text)
 
     files: Mapped[list["ProcessVersionFile"]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="ProcessVersionFile.filename"
+        cascade="all, delete-orphan", lazy="select", order_by="ProcessVersionFile.filename"
     )
 
 

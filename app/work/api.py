@@ -72,12 +72,15 @@ def complete(args, item_id: int):
         runtime(), item_id, user, args["data"], expected_version=args.get("expected_version")
     )
     case = item.case
-    commit()
-    next_tasks = db.session.scalars(
-        select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.state.in_(OPEN_STATES)).order_by(WorkItem.id)
+    # Read what the response needs inside the transaction: no second one after commit.
+    next_tasks = list(
+        db.session.scalars(
+            select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.state.in_(OPEN_STATES)).order_by(WorkItem.id)
+        )
     )
+    commit()
     return {
         "work_item": item,
         "case": {"reference": case.reference, "status": case.status, "row_version": case.row_version, "end_event": case.end_event},
-        "next_tasks": list(next_tasks),
+        "next_tasks": next_tasks,
     }

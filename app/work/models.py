@@ -49,5 +49,6 @@ class WorkItem(db.Model):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    case: Mapped[Case] = relationship(lazy="joined")
-    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
+    # Loaded explicitly where needed (queue listings join them in one query).
+    case: Mapped[Case] = relationship(lazy="select")
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="select")

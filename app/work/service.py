@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy.orm import joinedload
 
 from app.cases import service as cases
 from app.cases.models import Case
@@ -78,6 +79,7 @@ def list_work_items(user: User, filters: WorkFilter, *, page: int, page_size: in
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     # Most urgent first: items with a deadline by deadline, then the oldest.
     ordered = query.order_by(WorkItem.due_at.is_(None), WorkItem.due_at, WorkItem.created_at, WorkItem.id)
+    ordered = ordered.options(joinedload(WorkItem.case).joinedload(Case.grid_node), joinedload(WorkItem.assignee))
     items = list(db.session.scalars(ordered.offset((page - 1) * page_size).limit(page_size)))
     return Page(items=items, total=total, page=page, page_size=page_size)
 

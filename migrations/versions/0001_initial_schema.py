@@ -100,6 +100,8 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_event_seq', sa.Integer(), nullable=False),
+    sa.Column('last_event_hash', sa.String(length=64), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_cases_created_by_id_users')),
     sa.ForeignKeyConstraint(['grid_node_id'], ['grid_nodes.id'], name=op.f('fk_cases_grid_node_id_grid_nodes')),

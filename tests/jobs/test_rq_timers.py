@@ -100,7 +100,7 @@ def test_a_scheduled_job_fires_the_timer_once(rq_app, client, world, redis_conn,
     assert result.returncode == 0, result.stdout + result.stderr
 
     body = call(client, world, "GET", f"/api/cases/{case['reference']}").get_json()
-    assert [t["task"] for t in body["tasks"]] == ["escalated"]
+    assert [t["task"] for t in body["tasks"]] == ["escalated"], result.stdout + result.stderr
     assert _timer_events(rq_app, case["reference"]) == 1
 
     # A second worker run and a sweep find nothing left to do.
