@@ -80,12 +80,30 @@ def form_fields(schema: Mapping[str, Any]) -> list[FormField]:
     return fields
 
 
+# Forms belong to immutable, cached process definitions, so the same schema object comes
+# back for every completion: build its validator once. Keyed by identity (the entry keeps
+# the schema alive, so the id cannot be reused), bounded so uploads cannot grow it forever.
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], dict, Draft202012Validator]] = {}
+_VALIDATOR_CACHE_SIZE = 1024
+
+
+def _validator_for(schema: Mapping[str, Any]) -> tuple[dict, Draft202012Validator]:
+    entry = _VALIDATORS.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1], entry[2]
+    closed = _closed(schema)
+    validator = Draft202012Validator(closed, format_checker=_FORMAT_CHECKER)
+    if len(_VALIDATORS) >= _VALIDATOR_CACHE_SIZE:
+        _VALIDATORS.clear()
+    _VALIDATORS[id(schema)] = (schema, closed, validator)
+    return closed, validator
+
+
 def validate_form_data(schema: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, list[str]]:
     """{} when ``data`` fits the form, else field name -> messages ("_form" for the whole form)."""
     if not isinstance(data, Mapping):
         return {FORM_ERROR_KEY: ["The form data must be an object."]}
-    closed = _closed(schema)
-    validator = Draft202012Validator(closed, format_checker=_FORMAT_CHECKER)
+    closed, validator = _validator_for(schema)
     errors: dict[str, list[str]] = {}
 
     def add(key: str, message: str) -> None:

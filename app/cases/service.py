@@ -42,13 +42,14 @@ def get_case(reference: str) -> Case:
     return case
 
 
-def lock_case(case_id: int) -> Case:
+def lock_case(case_id: int | Any) -> Case:
     """Load the case row for writing: one writer per case.
 
-    PostgreSQL: SELECT … FOR UPDATE makes a concurrent writer wait, and
-    ``populate_existing`` makes sure we act on what it committed. SQLite takes
-    the database write lock at BEGIN (see app.db). The row version checked on
-    UPDATE backs both up.
+    ``case_id`` may be a scalar subquery (e.g. a work item's case), which saves a
+    round trip. PostgreSQL: SELECT … FOR UPDATE makes a concurrent writer wait,
+    and ``populate_existing`` makes sure we act on what it committed. SQLite
+    takes the database write lock at BEGIN (see app.db). The row version checked
+    on UPDATE backs both up.
     """
     case = db.session.scalar(
         select(Case)
@@ -58,7 +59,7 @@ def lock_case(case_id: int) -> Case:
         .execution_options(populate_existing=True)
     )
     if case is None:
-        raise NotFound(f"case {case_id} does not exist")
+        raise NotFound("the case does not exist")
     return case
 
 

@@ -143,11 +143,11 @@ def complete(
 
 # -- internals ----------------------------------------------------------------
 def _lock(item_id: int, user: User) -> tuple[Case, WorkItem]:
-    case_id = db.session.scalar(select(WorkItem.case_id).where(WorkItem.id == item_id))
-    if case_id is None:
-        raise NotFound(f"work item {item_id} does not exist")
-    case = cases.lock_case(case_id)
-    # Re-read under the lock: another request may have changed it while we waited.
+    try:
+        case = cases.lock_case(select(WorkItem.case_id).where(WorkItem.id == item_id).scalar_subquery())
+    except NotFound:
+        raise NotFound(f"work item {item_id} does not exist") from None
+    # Read the item only once the case is locked: a writer we waited for may have changed it.
     item = db.session.scalar(
         select(WorkItem).where(WorkItem.id == item_id).execution_options(populate_existing=True)
     )
