@@ -28,9 +28,22 @@ def defaults(instance_path: str) -> dict[str, Any]:
             "grid_quick": "SJ",
             "incident_abcd": "SJ",
             "appeal_loop": "SQ",
-            "deliberation": "YS",
+            "four_deliberations": "YS",
         },
         "CASE_REFERENCE_DEFAULT_PREFIX": "AJ",
+        # Cases that start cases: a message a process throws (key) starts a case of
+        # another process in the same grid; when that case ends, its outcome goes back
+        # to the waiting parent as `reply_message`. Start data = `defaults` (local
+        # settings such as meeting type), overridden by the payload keys in `start_data`.
+        "CASE_LINKS": {
+            "deliberation_requested": {
+                "start_process": "four_deliberations",
+                "start_data": ["topic", "description", "meeting_type", "one_shoulder", "party_members_total"],
+                "defaults": {"meeting_type": "residents_meeting", "one_shoulder": True, "party_members_total": 50},
+                "reply_message": "deliberation_concluded",
+                "reply_payload": {"passed": "deliberation_passed", "resolution": "deliberation_resolution"},
+            },
+        },
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "PAGE_SIZE_DEFAULT": 50,
         "PAGE_SIZE_MAX": 200,

@@ -2,13 +2,17 @@
 role, and a few cases at different stages. Only seeds an empty database."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import func, select
 
 from app.cases import service as cases
-from app.db import commit
+from app.db import commit, rollback
+from app.errors import DomainError
+from workflows.errors import EngineError
 from app.db import db
 from app.people import service as people
 from app.people.models import User
@@ -42,6 +46,21 @@ USERS = [
     ("shuji", "刘书记", "secretary", "GL-01", False),
     ("shenji", "何审计（审计员）", "auditor", None, False),
     ("liucheng", "冯流程（流程管理员）", "process_owner", None, False),
+    ("jumin", "张居民", "resident", "GL-01-G1", False),
+    ("dangzhibu", "桂花社区党支部", "party_branch", "GL-01", False),
+    ("liangwei", "桂花社区两委会", "two_committees", "GL-01", False),
+]
+
+# (scenario file, how many of its first steps to play, grid): cases of every procedure at
+# different stages, driven through the same services as the API.
+DEMO_SCENARIOS = [
+    ("appeal_loop/scenarios/04_dispatch_department_take.json", 2, "GL-01-G1"),
+    ("appeal_loop/scenarios/01_self_handled_satisfied.json", 0, "GL-01-G2"),
+    ("appeal_loop/scenarios/04_dispatch_department_take.json", 99, "GL-01-G1"),
+    ("four_deliberations/scenarios/01_one_shoulder_villagers_adults_completed.json", 3, "GL-01-G1"),
+    ("incident_abcd/scenarios/04_a_closed.json", 0, "GL-01-G1"),
+    ("incident_abcd/scenarios/07_b_rework_twice_to_c.json", 2, "GL-01-G1"),
+    ("incident_abcd/scenarios/11_c_take_timeout_supervise_extension.json", 3, "GL-01-G2"),
 ]
 
 
@@ -73,6 +92,7 @@ def seed(echo: Callable[[str], None] = print) -> bool:
     commit()
 
     _seed_cases(users)
+    _seed_scenarios(users, echo)
     echo(f"demo: street {STREET[1]}, {len(COMMUNITIES)} communities, {len(nodes) - 1 - len(COMMUNITIES)} grids")
     echo(f"demo accounts (password for all: {DEMO_PASSWORD}):")
     for username, display, role, grid_code, _ in USERS:
@@ -106,3 +126,51 @@ def _seed_cases(users: dict[str, User]) -> None:
             item = next(i for i in work.list_work_items(users[username], work.WorkFilter(case=case.reference), page=1, page_size=10).items if i.spec_id == task)
             work.complete(rt, item.id, users[username], data, at=at + timedelta(hours=index + 1))
             commit()
+
+
+def _seed_scenarios(users: dict[str, User], echo: Callable[[str], None]) -> None:
+    from flask import current_app
+
+    library = Path(current_app.config["PROCESS_LIBRARY"])
+    by_role = {role: users[username] for username, _, role, _, _ in USERS if role}
+    for relative, steps, grid in DEMO_SCENARIOS:
+        path = library / relative
+        if not path.is_file():
+            echo(f"demo: scenario {relative} not found; skipped")
+            continue
+        scenario = json.loads(path.read_text(encoding="utf-8"))
+        _play(scenario, steps, grid, by_role, users["wanggeyuan"])
+
+
+def _play(scenario: dict, steps: int, grid: str, by_role: dict[str, User], reporter: User) -> None:
+    """Start the scenario's case and complete its first ``steps`` user tasks; stop at the
+    first step that needs the clock or a message (the demo runs on real time)."""
+    rt = runtime()
+    at = utcnow() - timedelta(days=2)
+    data = scenario["start"].get("data", {})
+    title = data.get("topic") or data.get("description") or scenario.get("name", "")
+    case = cases.start_case(
+        rt, process_id=scenario["process"], title=str(title)[:80], grid_code=grid, data=data, actor=reporter, at=at,
+    )
+    commit()
+    played = 0
+    for step in scenario.get("steps", []):
+        if played >= steps:
+            break
+        if "expect" in step and len(step) == 1:
+            continue
+        if "complete" not in step:
+            break
+        user = by_role[step["role"]]
+        found = work.list_work_items(user, work.WorkFilter(case=case.reference), page=1, page_size=20).items
+        item = next((i for i in found if i.spec_id == step["complete"]), None)
+        if item is None:
+            break
+        at += timedelta(minutes=40)
+        try:
+            work.complete(rt, item.id, user, step.get("data", {}), at=at)
+        except (DomainError, EngineError):
+            rollback()  # a step that only works on the scenario's clock: leave the case here
+            break
+        commit()
+        played += 1

@@ -16,7 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_ADMIN_URL = os.environ.get("GRIDCASE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_TEST_URL = os.environ.get("GRIDCASE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A Redis database picked by process id, so that concurrent local runs rarely share one
+# (the jobs tests flush theirs).
+REDIS_TEST_URL = os.environ.get("GRIDCASE_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}")
 
 
 def service_missing(what: str, reason: str):
@@ -33,13 +35,18 @@ def _worker_suffix() -> str:
 
 
 def postgres_test_url() -> str:
-    """Create (once) a throwaway database for this test worker and return its URL."""
+    """Create a throwaway database for this test process and return its URL.
+
+    The name carries the process id, so concurrent test runs on one server never
+    drop each other's database; databases left by runs that died are dropped here."""
     import psycopg
 
-    name = f"gridcase_test_{_worker_suffix()}"
+    name = f"gridcase_test_{_worker_suffix()}_{os.getpid()}"
     try:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for (stale,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'gridcase_test_%'").fetchall():
+                if not _owner_alive(stale):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
         service_missing("PostgreSQL", str(exc).strip().splitlines()[0])
@@ -47,11 +54,35 @@ def postgres_test_url() -> str:
     return f"{base}/{name}"
 
 
+def drop_postgres_test_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _owner_alive(database: str) -> bool:
+    pid = database.rsplit("_", 1)[-1]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'gridcase-test.sqlite3'}"
-    return postgres_test_url()
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'gridcase-test.sqlite3'}"
+        return
+    url = postgres_test_url()
+    yield url
+    drop_postgres_test_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +152,16 @@ TEST_PEOPLE = {
     "supervisor": ("supervisor", "S"),
     "chief": ("duty_chief", "S"),
     "chief2": ("duty_chief", "S"),
+    "dispatcher": ("dispatcher", "S"),
+    "district": ("district_department", "S"),
+    "arealead": ("area_lead", "S"),
+    "resident": ("resident", "S-C1-G1"),
+    "secretary": ("secretary", "S-C1"),
+    "branch": ("party_branch", "S-C1"),
+    "committees": ("two_committees", "S-C1"),
 }
+# Who acts in each role in C1 (used to play scenario files through the API).
+ROLE_USERS = {role: username for username, (role, grid) in TEST_PEOPLE.items() if username not in ("member2", "chief2")}
 
 
 @pytest.fixture

@@ -40,6 +40,9 @@ class Case(db.Model):
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_event_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # A case started by another case's message (see CASE_LINKS): whom to answer, and why.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    link: Mapped[str | None] = mapped_column(String(128))
 
     process_version: Mapped[ProcessVersion] = relationship(lazy="joined")
     grid_node: Mapped[GridNode] = relationship(lazy="joined")

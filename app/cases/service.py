@@ -8,6 +8,7 @@ Services flush only; the view or job that called them commits once.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
@@ -29,9 +30,11 @@ from app.runtime import Runtime
 from app.timeutil import utcnow
 from app.work.models import ITEM_CANCELLED, ITEM_COMPLETED, ITEM_READY, OPEN_STATES, WorkItem
 from workflows.engine import CaseRun, Outcome
+from workflows.errors import MessageNotAwaited
 from workflows.serialization import SavedState
 
 REFERENCE_TIMEZONE = ZoneInfo("Asia/Shanghai")
+log = logging.getLogger(__name__)
 
 
 # -- reading ------------------------------------------------------------------
@@ -211,6 +214,38 @@ def _apply(
         append_event(case, kind, {**payload, "effects": _effects(outcome)}, at=at, actor=actor, role=role)
         _project(case, outcome, at, new_case=new_case)
     db.session.flush()
+    _follow_links(rt, case, outcome, at)
+
+
+def _follow_links(rt: Runtime, case: Case, outcome: Outcome, at: datetime) -> None:
+    """Start the cases this step's thrown messages ask for (CASE_LINKS); when a linked
+    case ends, answer its parent. Same transaction: a link is never half made."""
+    links = current_app.config["CASE_LINKS"]
+    for message in outcome.thrown:
+        link = links.get(message.name)
+        if link is None:
+            log.warning("case %s threw message %r that no CASE_LINKS entry handles", case.reference, message.name)
+            continue
+        payload = message.payload if isinstance(message.payload, Mapping) else {}
+        data = dict(link.get("defaults", {}))
+        data.update({key: payload[key] for key in link.get("start_data", []) if key in payload})
+        data["parent_case"] = case.reference
+        child = start_case(
+            rt, process_id=link["start_process"], title=str(payload.get("topic") or case.title),
+            grid_code=case.grid_node.code, data=data, actor=None, at=at,
+        )
+        child.parent_id, child.link = case.id, message.name
+    if outcome.ended and case.parent_id is not None and case.link in links:
+        link = links[case.link]
+        reply = {key: outcome.data.get(source) for key, source in link.get("reply_payload", {}).items()}
+        parent = db.session.get(Case, case.parent_id)
+        try:
+            deliver_message(rt, parent.reference, name=link["reply_message"], payload=reply,
+                            correlations={}, actor=None, at=at)
+        except (MessageNotAwaited, Conflict) as exc:
+            # The parent moved on (closed, or no longer waiting): the child's outcome stays in
+            # its own history; nothing to answer.
+            log.warning("case %s ended but parent %s could not be told: %s", case.reference, parent.reference, exc)
 
 
 def _effects(outcome: Outcome) -> dict[str, Any]:
@@ -220,6 +255,7 @@ def _effects(outcome: Outcome) -> dict[str, Any]:
         "completed": [step.spec_id for step in outcome.completed],
         "ready": sorted(task.spec_id for task in outcome.ready),
         "ended": outcome.ended,
+        "thrown": [message.name for message in outcome.thrown],
     }
 
 

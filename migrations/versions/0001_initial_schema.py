@@ -103,6 +103,9 @@ def upgrade():
     sa.Column('last_event_seq', sa.Integer(), nullable=False),
     sa.Column('last_event_hash', sa.String(length=64), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('parent_id', sa.Integer(), nullable=True),
+    sa.Column('link', sa.String(length=128), nullable=True),
+    sa.ForeignKeyConstraint(['parent_id'], ['cases.id'], name=op.f('fk_cases_parent_id_cases')),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_cases_created_by_id_users')),
     sa.ForeignKeyConstraint(['grid_node_id'], ['grid_nodes.id'], name=op.f('fk_cases_grid_node_id_grid_nodes')),
     sa.ForeignKeyConstraint(['process_version_id'], ['process_versions.id'], name=op.f('fk_cases_process_version_id_process_versions')),
@@ -114,6 +117,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_cases_grid_node_id'), ['grid_node_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_cases_process_version_id'), ['process_version_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_cases_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_cases_parent_id'), ['parent_id'], unique=False)
 
     op.create_table('process_version_files',
     sa.Column('version_id', sa.Integer(), nullable=False),
@@ -250,6 +254,7 @@ def downgrade():
     op.drop_table('process_version_files')
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_cases_status'))
+        batch_op.drop_index(batch_op.f('ix_cases_parent_id'))
         batch_op.drop_index(batch_op.f('ix_cases_process_version_id'))
         batch_op.drop_index(batch_op.f('ix_cases_grid_node_id'))
         batch_op.drop_index(batch_op.f('ix_cases_created_at'))
