@@ -282,12 +282,14 @@ class Engine:
     def _boundary_timers(self, task) -> Iterable[WaitingTimer]:
         # A task with boundary events is a child of a BoundaryEventSplit; the events are its
         # siblings. Any other parent (e.g. a parallel split) has no boundary timers for it.
-        parent = task.parent
+        # An instance of a multi-instance task inherits the boundary timers of the whole activity.
+        guarded = task.parent if task.parent is not None and _is_multi_instance(task.parent) else task
+        parent = guarded.parent
         if parent is None or not _is_boundary_split(parent):
             return ()
         return [
             timer
-            for timer in (_as_timer(sibling) for sibling in parent.children if sibling is not task)
+            for timer in (_as_timer(sibling) for sibling in parent.children if sibling is not guarded)
             if timer is not None
         ]
 
@@ -386,6 +388,10 @@ def _as_timer(task) -> WaitingTimer | None:
         interrupting=bool(cancel_activity),
         attached_to=attached,
     )
+
+
+def _is_multi_instance(task) -> bool:
+    return type(task.task_spec).__name__ in ("ParallelMultiInstanceTask", "SequentialMultiInstanceTask")
 
 
 def _is_boundary_split(task) -> bool:
