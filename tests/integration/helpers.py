@@ -3,13 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-REGISTER = {"category": "garbage", "description": "小区东门垃圾堆放三天未清运", "location": "一网格3栋东侧", "verified": True}
-REVIEW_SELF = {"decision": "self", "opinion": "社区自行处置"}
-REVIEW_DISPATCH = {"decision": "dispatch", "opinion": "派城管处置"}
-HANDLE = {"result": "已清运"}
-SUPERVISE = {"instruction": "限期处置", "result": "已督促完成"}
-REINSPECT = {"passed": True, "note": "已清理"}
-CLOSE = {"summary": "办结", "satisfaction": "satisfied"}
+from tests.grid_quick_data import (  # noqa: F401 - re-exported for the API tests
+    CLOSE, HANDLE, REGISTER, REINSPECT, REVIEW_DISPATCH, REVIEW_SELF, SUPERVISE,
+)
 
 # task id -> (who does it, data)
 SELF_PATH = [

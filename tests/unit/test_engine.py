@@ -32,16 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ROLES = RoleCatalogue.from_file(ROOT / "bpmn" / "roles.json")
 FIXTURES = ROOT / "tests" / "fixtures" / "engine"
 
-CST = timezone(timedelta(hours=8))
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=CST)
-
-REGISTER = {"category": "garbage", "description": "小区东门垃圾堆放三天未清运", "location": "一网格3栋东侧", "verified": True}
-REVIEW_SELF = {"decision": "self", "opinion": "社区自行处置"}
-REVIEW_DISPATCH = {"decision": "dispatch", "opinion": "派城管处置"}
-HANDLE = {"result": "已清运"}
-SUPERVISE = {"instruction": "限期处置", "result": "已督促完成"}
-REINSPECT = {"passed": True, "note": "已清理"}
-CLOSE = {"summary": "办结", "satisfaction": "satisfied"}
+from tests.grid_quick_data import (  # noqa: F401 - shared form data
+    CLOSE, CST, HANDLE, REGISTER, REINSPECT, REVIEW_DISPATCH, REVIEW_SELF, SUPERVISE, T0,
+)
 
 # (task, role of its lane, form data)
 SELF_PATH = [
