@@ -46,13 +46,18 @@ def process_validate(paths):
     failed = False
     for path in paths:
         result = load_folder(path, runtime().roles)
-        for issue in result.issues:
-            failed = True
-            click.echo(f"{path}/{issue}" if issue.file else f"{path}: {issue}")
+        failed = _echo_issues(path, result.issues) or failed
         if not result.issues:
             for definition in result.definitions:
                 click.echo(_summary(definition))
     sys.exit(1 if failed else 0)
+
+
+def _echo_issues(path, issues) -> bool:
+    """One line per issue, prefixed with the folder; True when there were any."""
+    for issue in issues:
+        click.echo(f"{path}/{issue}" if issue.file else f"{path}: {issue}")
+    return bool(issues)
 
 
 def _summary(definition) -> str:
@@ -82,9 +87,7 @@ def process_test(paths, require_full_coverage):
     failed = False
     for path in paths:
         result = load_folder(path, runtime().roles)
-        for issue in result.issues:
-            failed = True
-            click.echo(f"{path}/{issue}" if issue.file else f"{path}: {issue}")
+        failed = _echo_issues(path, result.issues) or failed
         report = run_suite(discover(path), result.definitions, runtime().engine)
         for line in report.lines():
             click.echo(line)
@@ -104,9 +107,7 @@ def process_deploy(path, note):
 
     path = path or Path(current_app.config["PROCESS_LIBRARY"])
     report = deploy_folder(path, runtime(), deployed_by=os.environ.get("USER", "cli"), note=note)
-    if report.issues:
-        for issue in report.issues:
-            click.echo(f"{path}/{issue}" if issue.file else f"{path}: {issue}")
+    if _echo_issues(path, report.issues):
         click.echo("nothing deployed: fix the errors above", err=True)
         sys.exit(1)
     commit()
