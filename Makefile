@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test bench install lint clean-db help
+.PHONY: run test bench install translations clean-db help
 
 help:
 	@echo "make run    - set everything up (virtualenv, assets, database, processes, demo) and serve on http://$(HOST):$(PORT)/"
@@ -19,11 +19,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# Message catalogues: each feature keeps app/<feature>/translations/<lang>/LC_MESSAGES/messages.po
+translations: $(BIN)/.installed
+	@for dir in $$(find app -type d -name translations); do $(BIN)/pybabel -q compile -f -d $$dir || exit 1; done
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(BIN)/.installed node_modules/.installed
+install: $(BIN)/.installed node_modules/.installed translations
 
 run: install
 	$(BIN)/gridcase setup

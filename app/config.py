@@ -58,6 +58,18 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
         "OPENAPI_SWAGGER_UI_URL": "/static/vendor/swagger-ui/",
         "JSON_SORT_KEYS": False,
+        # Sign-in and sessions
+        "LOGIN_MAX_FAILURES": 5,
+        "LOGIN_LOCKOUT_MINUTES": 15,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": False,  # set True behind HTTPS (instance/config.py)
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        # Language: Chinese first, English available
+        "BABEL_DEFAULT_LOCALE": "zh_CN",
+        "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
     }
 
 
@@ -104,7 +116,8 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"roles file {roles} not found")
     config["ROLES_FILE"] = str(roles)
     validate_calendar(config, library)
-    for key in ("PAGE_SIZE_DEFAULT", "PAGE_SIZE_MAX", "TIMER_SWEEP_SECONDS", "MAX_CONTENT_LENGTH"):
+    for key in ("PAGE_SIZE_DEFAULT", "PAGE_SIZE_MAX", "TIMER_SWEEP_SECONDS", "MAX_CONTENT_LENGTH",
+                "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT_MINUTES"):
         if not isinstance(config.get(key), int) or config[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Sequence
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -114,24 +115,49 @@ _HTTP_CODES = {
 }
 
 
+def wants_json() -> bool:
+    """API callers get JSON; people using pages get an HTML page with the message."""
+    return request.path.startswith("/api") or request.accept_mimetypes.best == "application/json"
+
+
+_PAGE_TITLES = {
+    400: lambda: gettext("The request could not be understood"),
+    401: lambda: gettext("Please sign in"),
+    403: lambda: gettext("Not allowed"),
+    404: lambda: gettext("Not found"),
+    405: lambda: gettext("Not allowed"),
+    409: lambda: gettext("Someone else changed this first"),
+    413: lambda: gettext("Too large"),
+    422: lambda: gettext("Please check what you entered"),
+    500: lambda: gettext("Something went wrong"),
+}
+
+
+def respond(code: str, message: str, status: int, fields: Mapping[str, Any] | None = None):
+    if wants_json():
+        return jsonify(error_body(code, message, fields)), status
+    title = _PAGE_TITLES.get(status, _PAGE_TITLES[400])()
+    return render_template("errors.html", title=title, message=message), status
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     @app.errorhandler(engine_errors.EngineError)
     def handle_domain(error):
         fields = getattr(error, "fields", None)
         message = getattr(error, "message", None) or str(error)
-        return jsonify(error_body(error.code, message, fields)), status_for(error)
+        return respond(error.code, message, status_for(error), fields)
 
     @app.errorhandler(StaleDataError)
     def handle_stale(error):
-        return jsonify(error_body("conflict", "the case was changed by someone else at the same time; reload and try again")), 409
+        return respond("conflict", "the case was changed by someone else at the same time; reload and try again", 409)
 
     @app.errorhandler(IntegrityError)
     def handle_integrity(error):
         # A uniqueness race the locks did not prevent (e.g. two writers appending the
         # same event seq): nothing was committed, the caller may retry.
         log.error("integrity conflict on %s %s: %s", request.method, request.path, error.orig)
-        return jsonify(error_body("conflict", "a concurrent change conflicted with this one; reload and try again")), 409
+        return respond("conflict", "a concurrent change conflicted with this one; reload and try again", 409)
 
     @app.errorhandler(HTTPException)
     def handle_http(error: HTTPException):
@@ -145,9 +171,11 @@ def register_error_handlers(app: Flask) -> None:
             code, message = "malformed_json", "the request body is not valid JSON"
         if status == 413:
             message = f"the request body is larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes"
-        return jsonify(error_body(code, message, fields)), status
+        if status == 400 and "CSRF" in (error.description or ""):
+            code, message = "csrf_failed", gettext("The form expired or was sent from elsewhere. Reload the page and try again.")
+        return respond(code, message, status, fields)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify(error_body("internal_error", "an unexpected error occurred; it has been logged")), 500
+        return respond("internal_error", "an unexpected error occurred; it has been logged", 500)

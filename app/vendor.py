@@ -10,6 +10,7 @@ from app.config import PROJECT_ROOT
 # Only these package folders are exposed, never node_modules as a whole.
 PACKAGES = {
     "swagger-ui": PROJECT_ROOT / "node_modules" / "swagger-ui-dist",
+    "bpmn-js": PROJECT_ROOT / "node_modules" / "bpmn-js" / "dist",
 }
 
 vendor = Blueprint("vendor", __name__)

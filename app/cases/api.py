@@ -12,7 +12,7 @@ from app.runtime import runtime
 from app.schemas import page_size_of
 from app.work.models import OPEN_STATES, WorkItem
 
-blp = Blueprint("cases", __name__, url_prefix="/api/cases", description="Cases: one workflow each")
+blp = Blueprint("api_cases", __name__, url_prefix="/api/cases", description="Cases: one workflow each")
 
 
 def _visible_case(reference: str) -> Case:

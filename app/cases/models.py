@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.db import db
@@ -43,6 +43,8 @@ class Case(db.Model):
     # A case started by another case's message (see CASE_LINKS): whom to answer, and why.
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     link: Mapped[str | None] = mapped_column(String(128))
+    # Residents follow their demand on the public pages with this code (no login).
+    tracking_code: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     process_version: Mapped[ProcessVersion] = relationship(lazy="joined")
     grid_node: Mapped[GridNode] = relationship(lazy="joined")
@@ -105,3 +107,46 @@ class ReferenceCounter(db.Model):
 
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AttachmentBlob(db.Model):
+    """Uploaded file content, addressed by SHA-256 (the hash is recorded in the case history)."""
+
+    __tablename__ = "attachment_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    thumbnail: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    size: Mapped[int]
+
+
+class Attachment(db.Model):
+    """A file attached to a case (a photo of the site, a signed form…)."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("attachment_blobs.sha256"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    task_id: Mapped[str | None] = mapped_column(String(36))   # the task it was uploaded for
+    public: Mapped[bool] = mapped_column(default=False)       # visible on the tracking page
+
+    case: Mapped[Case] = relationship()
+    blob: Mapped[AttachmentBlob] = relationship(lazy="select")
+
+
+class CaseNote(db.Model):
+    """An internal note by a handler; never shown on public pages."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -3,7 +3,7 @@ from marshmallow import Schema, fields
 
 from app.people.auth import current_user, login_required
 
-blp = Blueprint("people", __name__, url_prefix="/api", description="The caller")
+blp = Blueprint("api_people", __name__, url_prefix="/api", description="The caller")
 
 
 class RoleOut(Schema):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_login import UserMixin
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -34,7 +35,19 @@ class GridNode(db.Model):
         return other.path.startswith(self.path)
 
 
-class User(db.Model):
+class Department(db.Model):
+    """A unit that receives dispatched work (街道职能部门 or 区级部门)."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(16), default="street")  # street / district
+    grid_node_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id"))
+
+
+class User(UserMixin, db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -44,6 +57,14 @@ class User(db.Model):
     is_active: Mapped[bool] = mapped_column(default=True)
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Lockout after repeated failed sign-ins (LOGIN_MAX_FAILURES, LOGIN_LOCKOUT_MINUTES).
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def holds(self, *roles: str) -> bool:
+        return any(assignment.role in roles for assignment in self.roles)
 
     roles: Mapped[list["RoleAssignment"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="select"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Iterable
 
 from argon2 import PasswordHasher
@@ -11,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
 from app.db import db
-from app.errors import InvalidInput, NotFound
+from app.errors import DomainError, InvalidInput, NotFound
 from app.people.models import GRID_LEVELS, ApiToken, GridNode, RoleAssignment, User
 from app.timeutil import utcnow
 
@@ -60,6 +61,30 @@ def user_by_username(username: str) -> User:
     if user is None:
         raise NotFound(f"no user {username!r}")
     return user
+
+
+class SignInRefused(DomainError):
+    code = "sign_in_refused"
+
+
+def sign_in(username: str, password: str, *, max_failures: int, lockout_minutes: int, now=None) -> User:
+    """Check a person's password, counting failures: after ``max_failures`` in a row the
+    account is locked for ``lockout_minutes`` (even the right password is refused then).
+    The caller commits either way, so failures are counted."""
+    now = now or utcnow()
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        raise SignInRefused("account_locked")
+    checked = check_password(username, password)
+    if checked is None:
+        if user is not None:
+            user.failed_logins = (user.failed_logins or 0) + 1
+            if user.failed_logins >= max_failures:
+                user.locked_until = now + timedelta(minutes=lockout_minutes)
+                user.failed_logins = 0
+        raise SignInRefused("bad_credentials")
+    checked.failed_logins, checked.locked_until = 0, None
+    return checked
 
 
 def check_password(username: str, password: str) -> User | None:

@@ -4,7 +4,7 @@ from app.people.auth import login_required
 from app.processes import service
 from app.processes.schemas import ProcessListOut, ProcessVersionOut
 
-blp = Blueprint("processes", __name__, url_prefix="/api/processes", description="Deployed process definitions")
+blp = Blueprint("api_processes", __name__, url_prefix="/api/processes", description="Deployed process definitions")
 
 
 @blp.get("")

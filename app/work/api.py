@@ -10,7 +10,7 @@ from app.work import service
 from app.work.models import OPEN_STATES, WorkItem
 from app.work.schemas import CompleteArgs, CompleteOut, WorkItemDetailOut, WorkItemOut, WorkItemPageOut, WorkItemQueryArgs
 
-blp = Blueprint("work", __name__, url_prefix="/api/work-items", description="Task queues")
+blp = Blueprint("api_work", __name__, url_prefix="/api/work-items", description="Task queues")
 
 
 @blp.get("")
