@@ -57,6 +57,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     register_cli(app)
 
+    @app.before_request
+    def _api_body_limit():
+        from flask import request
+
+        if request.path.startswith("/api"):
+            request.max_content_length = app.config["API_MAX_CONTENT_LENGTH"]
+
     @app.teardown_appcontext
     def _drop_pending_follow_ups(exc):
         db.session.info.pop("gridcase_after_commit", None)

@@ -44,7 +44,11 @@ def defaults(instance_path: str) -> dict[str, Any]:
                 "reply_payload": {"passed": "deliberation_passed", "resolution": "deliberation_resolution"},
             },
         },
-        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Pages may upload photos; API bodies are JSON and stay small.
+        "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        "API_MAX_CONTENT_LENGTH": 1024 * 1024,
+        "ATTACHMENT_MAX_BYTES": 10 * 1024 * 1024,
+        "ATTACHMENT_TYPES": ["image/jpeg", "image/png", "image/webp", "application/pdf"],
         "PAGE_SIZE_DEFAULT": 50,
         "PAGE_SIZE_MAX": 200,
         "TIMER_SWEEP_SECONDS": 30,

@@ -170,7 +170,7 @@ def register_error_handlers(app: Flask) -> None:
         if status == 400 and "Failed to decode JSON" in (error.description or ""):
             code, message = "malformed_json", "the request body is not valid JSON"
         if status == 413:
-            message = f"the request body is larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes"
+            message = f"the request body is larger than {request.max_content_length} bytes"
         if status == 400 and "CSRF" in (error.description or ""):
             code, message = "csrf_failed", gettext("The form expired or was sent from elsewhere. Reload the page and try again.")
         return respond(code, message, status, fields)

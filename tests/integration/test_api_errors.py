@@ -155,7 +155,7 @@ def test_stale_expected_version_is_a_conflict(app, client, world, case):
 def test_oversized_body(app, client, world, case):
     item = open_item(client, world, case["reference"], "register")
     before = counts(app)
-    huge = {"data": {**REGISTER, "description": "x" * (app.config["MAX_CONTENT_LENGTH"] + 10)}}
+    huge = {"data": {**REGISTER, "description": "x" * (app.config["API_MAX_CONTENT_LENGTH"] + 10)}}
     assert_error(call(client, world, "POST", f"/api/work-items/{item['id']}/complete", "member", json=huge), 413)
     assert counts(app) == before
 
