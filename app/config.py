@@ -49,6 +49,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "API_MAX_CONTENT_LENGTH": 1024 * 1024,
         "ATTACHMENT_MAX_BYTES": 10 * 1024 * 1024,
         "ATTACHMENT_TYPES": ["image/jpeg", "image/png", "image/webp", "application/pdf"],
+        # Roles that call residents back and so see phone numbers unmasked.
+        "PHONE_VISIBLE_ROLES": ["grid_member", "community_staff", "secretary"],
         "PAGE_SIZE_DEFAULT": 50,
         "PAGE_SIZE_MAX": 200,
         "TIMER_SWEEP_SECONDS": 30,
