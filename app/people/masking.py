@@ -14,6 +14,8 @@ def mask_phone(phone: str | None) -> str:
         return ""
     text = str(phone).strip()
     digits = _DIGITS.findall(text)
+    if len(digits) == 13 and digits[:2] == ["8", "6"]:
+        digits = digits[2:]  # +86 country code
     if len(digits) >= 7:
         return f"{''.join(digits[:3])}****{''.join(digits[-4:])}"
     return "*" * max(len(text) - 2, 1) + text[-2:]
