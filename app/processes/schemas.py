@@ -18,3 +18,8 @@ class ProcessVersionOut(Schema):
 
 class ProcessListOut(Schema):
     items = fields.List(fields.Nested(ProcessVersionOut))
+
+
+class DeployOut(Schema):
+    deployed = fields.List(fields.Nested(ProcessVersionOut), metadata={"description": "new versions"})
+    unchanged = fields.List(fields.Nested(ProcessVersionOut), metadata={"description": "processes whose content was already deployed"})
