@@ -133,9 +133,21 @@ _PAGE_TITLES = {
 }
 
 
-def respond(code: str, message: str, status: int, fields: Mapping[str, Any] | None = None):
+_PAGE_MESSAGES = {
+    404: lambda: gettext("There is no such page here."),
+    405: lambda: gettext("This page cannot be used that way."),
+    413: lambda: gettext("What you sent is too large."),
+    500: lambda: gettext("An unexpected error occurred; it has been logged. Please try again."),
+}
+
+
+def respond(code: str, message: str, status: int, fields: Mapping[str, Any] | None = None, *, generic: bool = False):
+    """JSON for the API, a page for people. ``generic``: the message is the framework's
+    (English) text, so pages show a translated one instead."""
     if wants_json():
         return jsonify(error_body(code, message, fields)), status
+    if (generic or status == 500) and status in _PAGE_MESSAGES:
+        message = _PAGE_MESSAGES[status]()
     title = _PAGE_TITLES.get(status, _PAGE_TITLES[400])()
     return render_template("errors.html", title=title, message=message), status
 
@@ -173,7 +185,7 @@ def register_error_handlers(app: Flask) -> None:
             message = f"the request body is larger than {request.max_content_length} bytes"
         if status == 400 and "CSRF" in (error.description or ""):
             code, message = "csrf_failed", gettext("The form expired or was sent from elsewhere. Reload the page and try again.")
-        return respond(code, message, status, fields)
+        return respond(code, message, status, fields, generic=True)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):

@@ -73,10 +73,22 @@ def set_language():
     language = request.form.get("language")
     if language in LANGUAGES:
         session["language"] = language
-    target = request.form.get("next") or request.referrer or url_for("site.home")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("site.home")  # never redirect off-site
-    return redirect(target)
+    return redirect(_local_target(request.form.get("next") or request.referrer))
+
+
+def _local_target(target: str | None) -> str:
+    """A path on this site to go back to; anything pointing elsewhere goes home."""
+    from urllib.parse import urlsplit
+
+    if not target:
+        return url_for("site.home")
+    parts = urlsplit(target)
+    if parts.netloc and parts.netloc != request.host:
+        return url_for("site.home")  # never redirect off-site
+    path = parts.path or "/"
+    if not path.startswith("/") or path.startswith("//"):
+        return url_for("site.home")
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def register_context(app) -> None:
