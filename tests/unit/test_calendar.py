@@ -474,8 +474,9 @@ def _config(tmp_path: Path, **extra) -> dict:
     library = tmp_path / "library"
     library.mkdir(exist_ok=True)
     (library / "roles.json").write_text((_ROOT / "bpmn" / "roles.json").read_text(encoding="utf-8"), encoding="utf-8")
-    return {"SQLALCHEMY_DATABASE_URI": "sqlite://", "PROCESS_LIBRARY": str(library), "PAGE_SIZE_DEFAULT": 50,
-            "PAGE_SIZE_MAX": 200, "TIMER_SWEEP_SECONDS": 30, "MAX_CONTENT_LENGTH": 1024, **extra}
+    from app.config import defaults
+
+    return {**defaults(str(tmp_path)), "SQLALCHEMY_DATABASE_URI": "sqlite://", "PROCESS_LIBRARY": str(library), **extra}
 
 
 def test_config_resolves_and_validates_the_calendar_file(tmp_path):
@@ -499,10 +500,9 @@ def test_config_resolves_and_validates_the_calendar_file(tmp_path):
 
 
 def test_shipped_library_calendar_is_valid_for_the_app():
-    from app.config import PROJECT_ROOT, validate
+    from app.config import PROJECT_ROOT, defaults, validate
 
-    config = {"SQLALCHEMY_DATABASE_URI": "sqlite://", "PROCESS_LIBRARY": str(PROJECT_ROOT / "bpmn"),
-              "PAGE_SIZE_DEFAULT": 50, "PAGE_SIZE_MAX": 200, "TIMER_SWEEP_SECONDS": 30, "MAX_CONTENT_LENGTH": 1024}
+    config = {**defaults("/tmp"), "SQLALCHEMY_DATABASE_URI": "sqlite://", "PROCESS_LIBRARY": str(PROJECT_ROOT / "bpmn")}
     validate(config)
     assert config["CALENDAR_FILE"] == str(PROJECT_ROOT / "bpmn" / "calendar.json")
 
