@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from flask import Blueprint, current_app, redirect, request, session, url_for
+from flask import Blueprint, current_app, has_request_context, redirect, request, session, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
@@ -17,6 +17,8 @@ DEFAULT_LANGUAGE = "zh_CN"
 
 
 def select_locale() -> str:
+    if not has_request_context():
+        return DEFAULT_LANGUAGE  # CLI and jobs
     language = session.get("language")
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
 

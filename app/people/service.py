@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.db import db
 from app.errors import DomainError, InvalidInput, NotFound
-from app.people.models import GRID_LEVELS, ApiToken, GridNode, RoleAssignment, User
+from app.people.models import GRID_LEVELS, ApiToken, Department, GridNode, RoleAssignment, User
 from app.timeutil import utcnow
 
 _hasher = PasswordHasher()
@@ -152,3 +152,63 @@ def covers_grid(user: User, grid_path: str, roles: Iterable[str] | None = None) 
     return any(
         scope.covers(grid_path) for role, scope in scopes(user).items() if wanted is None or role in wanted
     )
+
+
+# -- administration (used by the admin pages and CLI) --------------------------
+def set_password(user: User, password: str) -> None:
+    """Give the user a new password (argon2) and lift any sign-in lockout."""
+    user.password_hash = _hasher.hash(password)
+    user.failed_logins, user.locked_until = 0, None
+
+
+def set_active(user: User, active: bool) -> None:
+    """Deactivated users can neither sign in nor use their tokens; nothing is deleted."""
+    user.is_active = active
+    if active:
+        user.failed_logins, user.locked_until = 0, None
+
+
+def update_user(user: User, *, display_name: str | None = None, phone: str | None = None,
+                department: Department | None = None, clear_department: bool = False) -> User:
+    if display_name is not None:
+        user.display_name = display_name
+    if phone is not None:
+        user.phone = phone or None
+    if department is not None:
+        user.department_id = department.id
+    elif clear_department:
+        user.department_id = None
+    return user
+
+
+def revoke_role(assignment: RoleAssignment) -> None:
+    user = assignment.user
+    if assignment in user.roles:
+        user.roles.remove(assignment)  # delete-orphan removes the row
+    else:
+        db.session.delete(assignment)
+    db.session.flush()
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    return list(db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
+def revoke_token(token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+
+
+def add_department(code: str, name: str, level: str = "street", grid: GridNode | None = None) -> Department:
+    department = Department(code=code, name=name, level=level, grid_node_id=grid.id if grid else None)
+    db.session.add(department)
+    db.session.flush()
+    return department
+
+
+def departments() -> list[Department]:
+    return list(db.session.scalars(select(Department).order_by(Department.level, Department.code)))
+
+
+def department_by_code(code: str) -> Department | None:
+    return db.session.scalar(select(Department).where(Department.code == code))

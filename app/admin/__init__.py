@@ -1,0 +1,1 @@
+"""Administration: grids, people, roles, departments, tokens and CSV import (pages and CLI)."""
