@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
@@ -35,6 +36,9 @@ from workflows.serialization import SavedState
 
 REFERENCE_TIMEZONE = ZoneInfo("Asia/Shanghai")
 log = logging.getLogger(__name__)
+RESIDENT_ROLE = "resident"
+# Who the history names when a resident without an account acts (append_event reads .id, .username).
+_RESIDENT = SimpleNamespace(id=None, username=RESIDENT_ROLE)
 
 
 # -- reading ------------------------------------------------------------------
@@ -113,16 +117,23 @@ def start_case(
 
 # -- acting on a running case -------------------------------------------------
 def apply_completion(
-    rt: Runtime, case: Case, item: WorkItem, data: Mapping[str, Any], *, actor: User, at: datetime
+    rt: Runtime, case: Case, item: WorkItem, data: Mapping[str, Any], *, actor: User | None, at: datetime
 ) -> Outcome:
-    """Complete the work item's task (the caller has locked the case and checked permission)."""
+    """Complete the work item's task (the caller has locked the case and checked permission).
+
+    ``actor`` None: a resident without an account (the public tracking page); only a
+    ``resident`` task may be completed so, and the event records actor and role "resident"."""
+    if actor is None and item.role != RESIDENT_ROLE:
+        raise PermissionDenied(f"this task is for role {item.role!r}; only resident tasks may be completed without an account")
     run = load_run(case, rt)
     outcome = run.complete(item.task_id, data, at=at, role=item.role)
-    item.completed_by_id = actor.id
-    if item.assignee_id is None:
-        item.assignee_id = actor.id
+    if actor is not None:
+        item.completed_by_id = actor.id
+        if item.assignee_id is None:
+            item.assignee_id = actor.id
     payload = {"work_item": item.id, "task_id": item.task_id, "task": item.spec_id, "name": item.name, "data": dict(data)}
-    _apply(rt, case, run, outcome, "task_completed", payload, actor=actor, role=item.role, at=at)
+    _apply(rt, case, run, outcome, "task_completed", payload, actor=actor if actor is not None else _RESIDENT,
+           role=item.role if actor is not None else RESIDENT_ROLE, at=at)
     return outcome
 
 
