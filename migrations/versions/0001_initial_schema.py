@@ -261,6 +261,13 @@ def upgrade():
     )
     with op.batch_alter_table('work_items', schema=None) as batch_op:
         batch_op.create_index('ix_work_items_assignee', ['assignee_id', 'state'], unique=False)
+        batch_op.create_index(
+            'ix_work_items_open_scope', ['role', 'grid_path'], unique=False,
+            postgresql_ops={'grid_path': 'varchar_pattern_ops'},
+            postgresql_include=['due_at', 'created_at', 'id'],
+            postgresql_where=sa.text("state IN ('ready', 'claimed')"),
+            sqlite_where=sa.text("state IN ('ready', 'claimed')"),
+        )
         batch_op.create_index(batch_op.f('ix_work_items_case_id'), ['case_id'], unique=False)
         batch_op.create_index('ix_work_items_due', ['state', 'due_at'], unique=False)
         batch_op.create_index('ix_work_items_queue', ['state', 'role', 'grid_path'], unique=False)
@@ -294,6 +301,7 @@ def downgrade():
         batch_op.drop_index('ix_work_items_queue')
         batch_op.drop_index('ix_work_items_due')
         batch_op.drop_index(batch_op.f('ix_work_items_case_id'))
+        batch_op.drop_index('ix_work_items_open_scope')
         batch_op.drop_index('ix_work_items_assignee')
 
     op.drop_table('work_items')
