@@ -51,6 +51,15 @@ USERS = [
     ("liangwei", "桂花社区两委会", "two_committees", "GL-01", False),
 ]
 
+DEPARTMENTS = [
+    ("GL-CGB", "观澜街道城市管理办公室", "street"),
+    ("GL-AJB", "观澜街道安全生产监督办公室", "street"),
+    ("GL-ZFZD", "观澜街道综合行政执法队", "street"),
+    ("GL-SQB", "观澜街道社区建设办公室", "street"),
+    ("LH-ZJJ", "区住房和建设局", "district"),
+    ("LH-SWJ", "区水务局", "district"),
+]
+
 # (scenario file, how many of its first steps to play, grid): cases of every procedure at
 # different stages, driven through the same services as the API.
 DEMO_SCENARIOS = [
@@ -79,12 +88,18 @@ def seed(echo: Callable[[str], None] = print) -> bool:
             for building in (1, 2):
                 people.add_grid_node(f"{grid.code}-B{building}", f"{grid_name}{building}栋", "building", grid)
 
+    departments = {
+        code: people.add_department(code, name, level, street)
+        for code, name, level in DEPARTMENTS
+    }
     users: dict[str, User] = {}
     for username, display, role, grid_code, is_admin in USERS:
         user = people.create_user(username, display, DEMO_PASSWORD, is_admin=is_admin)
         if role:
             people.grant_role(user, role, nodes[grid_code])
         users[username] = user
+    users["bumen"].department_id = departments["GL-CGB"].id
+    users["quji"].department_id = departments["LH-ZJJ"].id
     # The grid member also reports from the second grid; the community staff also handle community work.
     people.grant_role(users["wanggeyuan"], "grid_member", nodes["GL-01-G2"])
     db.session.flush()
@@ -93,7 +108,8 @@ def seed(echo: Callable[[str], None] = print) -> bool:
 
     _seed_cases(users)
     _seed_scenarios(users, echo)
-    echo(f"demo: street {STREET[1]}, {len(COMMUNITIES)} communities, {len(nodes) - 1 - len(COMMUNITIES)} grids")
+    echo(f"demo: street {STREET[1]}, {len(COMMUNITIES)} communities, {len(nodes) - 1 - len(COMMUNITIES)} grids, "
+         f"{len(DEPARTMENTS)} departments")
     echo(f"demo accounts (password for all: {DEMO_PASSWORD}):")
     for username, display, role, grid_code, _ in USERS:
         echo(f"  {username:<12} {display:<20} {role or 'admin'} @ {grid_code or STREET[0]}")
