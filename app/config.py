@@ -49,6 +49,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "API_MAX_CONTENT_LENGTH": 1024 * 1024,
         "ATTACHMENT_MAX_BYTES": 10 * 1024 * 1024,
         "ATTACHMENT_TYPES": ["image/jpeg", "image/png", "image/webp", "application/pdf"],
+        # Dispatched work goes to one department: a task in one of these roles is routed to the
+        # department named (by code or name) in the first of these case data keys that has one.
+        "DEPARTMENT_ROLES": ["department_staff", "district_department"],
+        "DEPARTMENT_FIELDS": ["assigned_department", "department"],
         # Roles that call residents back and so see phone numbers unmasked.
         "PHONE_VISIBLE_ROLES": ["grid_member", "community_staff", "secretary"],
         "PAGE_SIZE_DEFAULT": 50,

@@ -51,13 +51,15 @@ USERS = [
     ("liangwei", "桂花社区两委会", "two_committees", "GL-01", False),
 ]
 
+# Codes are the ones the incident process dispatches to (its assigned_department choices),
+# so dispatched work reaches these units (DEPARTMENT_FIELDS in the configuration).
 DEPARTMENTS = [
-    ("GL-CGB", "观澜街道城市管理办公室", "street"),
-    ("GL-AJB", "观澜街道安全生产监督办公室", "street"),
-    ("GL-ZFZD", "观澜街道综合行政执法队", "street"),
-    ("GL-SQB", "观澜街道社区建设办公室", "street"),
-    ("LH-ZJJ", "区住房和建设局", "district"),
-    ("LH-SWJ", "区水务局", "district"),
+    ("urban_management", "观澜街道城市管理办公室", "street"),
+    ("emergency_safety", "观澜街道应急管理办公室", "street"),
+    ("law_enforcement", "观澜街道综合行政执法队", "street"),
+    ("community_affairs", "观澜街道社区建设办公室", "street"),
+    ("district_housing", "区住房和建设局", "district"),
+    ("district_water", "区水务局", "district"),
 ]
 
 # (scenario file, how many of its first steps to play, grid): cases of every procedure at
@@ -98,8 +100,8 @@ def seed(echo: Callable[[str], None] = print) -> bool:
         if role:
             people.grant_role(user, role, nodes[grid_code])
         users[username] = user
-    users["bumen"].department_id = departments["GL-CGB"].id
-    users["quji"].department_id = departments["LH-ZJJ"].id
+    users["bumen"].department_id = departments["urban_management"].id
+    users["quji"].department_id = departments["district_housing"].id
     # The grid member also reports from the second grid; the community staff also handle community work.
     people.grant_role(users["wanggeyuan"], "grid_member", nodes["GL-01-G2"])
     db.session.flush()

@@ -301,6 +301,7 @@ def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = Fal
                     form=task.form,
                     instructions=task.instructions,
                     grid_node_id=case.grid_node.id,
+                    department_id=people.department_for_dispatch(task.role, outcome.data),
                     grid_path=case.grid_node.path,
                     state=ITEM_READY,
                     created_at=at,

@@ -375,7 +375,7 @@ def render_case_page(
 
 def _card(case, item, user, definition, lang, now, candidates, task_state, action_state) -> TaskCard:
     light = light_of(item, now)
-    can_act = people.can_act(user, item.role, item.grid_path)
+    can_act = work.can_act_on(user, item)
     mine = item.state == ITEM_CLAIMED and item.assignee_id == user.id
     other = item.state == ITEM_CLAIMED and item.assignee_id != user.id
     card = TaskCard(

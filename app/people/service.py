@@ -5,11 +5,12 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import or_, select
 
 from app.db import db
 from app.errors import DomainError, InvalidInput, NotFound
@@ -204,6 +205,28 @@ def add_department(code: str, name: str, level: str = "street", grid: GridNode |
     db.session.add(department)
     db.session.flush()
     return department
+
+
+def department_for_dispatch(role: str | None, data: Mapping[str, Any]) -> int | None:
+    """The department a new task of ``role`` is dispatched to: the first DEPARTMENT_FIELDS
+    key in the case data whose value is a department's code or name. None: not routed."""
+    config = current_app.config
+    if role not in config["DEPARTMENT_ROLES"]:
+        return None
+    for key in config["DEPARTMENT_FIELDS"]:
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            found = db.session.scalar(
+                select(Department.id).where(or_(Department.code == value.strip(), Department.name == value.strip()))
+            )
+            if found is not None:
+                return found
+    return None
+
+
+def acts_for_department(user: User, department_id: int | None) -> bool:
+    """Unrouted work is anyone's in the role; routed work only its department's members'."""
+    return department_id is None or user.department_id == department_id
 
 
 def departments() -> list[Department]:

@@ -52,6 +52,8 @@ class WorkItem(db.Model):
     grid_path: Mapped[str] = mapped_column(String(512))
     state: Mapped[str] = mapped_column(String(16), default=ITEM_READY)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Work dispatched to one department: only its members see and act on it (None: any).
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

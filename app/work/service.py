@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
+from flask import current_app
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import joinedload
 
@@ -46,10 +47,19 @@ def visible_to(user: User) -> Any:
         return True
     conditions = [WorkItem.assignee_id == user.id]
     for role, scope in people.scopes(user).items():
-        conditions.append(
-            and_(WorkItem.role == role, or_(*[WorkItem.grid_path.startswith(path) for path in scope.paths]))
-        )
+        conditions.append(_role_scope_condition(user, role, scope.paths))
     return or_(*conditions) if conditions else false()
+
+
+def _role_scope_condition(user: User, role: str, paths) -> Any:
+    """Items of ``role`` under the user's grid paths; department work only for its members."""
+    condition = and_(WorkItem.role == role, or_(*[WorkItem.grid_path.startswith(path) for path in paths]))
+    if role in current_app.config["DEPARTMENT_ROLES"]:
+        mine = WorkItem.department_id.is_(None)
+        if user.department_id is not None:
+            mine = or_(mine, WorkItem.department_id == user.department_id)
+        condition = and_(condition, mine)
+    return condition
 
 
 def list_work_items(user: User, filters: WorkFilter, *, page: int, page_size: int, now: datetime | None = None) -> Page:
@@ -157,12 +167,19 @@ def _lock(item_id: int, user: User) -> tuple[Case, WorkItem]:
 
 
 def _may_see(user: User, item: WorkItem) -> bool:
-    return user.is_admin or item.assignee_id == user.id or people.can_act(user, item.role, item.grid_path)
+    return user.is_admin or item.assignee_id == user.id or can_act_on(user, item)
+
+
+def can_act_on(user: User, item: WorkItem) -> bool:
+    """Role at a covering grid node and, for dispatched work, membership of its department."""
+    return people.can_act(user, item.role, item.grid_path) and people.acts_for_department(user, item.department_id)
 
 
 def _require_actor(user: User, item: WorkItem) -> None:
     if not people.can_act(user, item.role, item.grid_path):
         raise PermissionDenied(f"this task is for role {item.role!r} within grid scope; you do not hold it there")
+    if not people.acts_for_department(user, item.department_id):
+        raise PermissionDenied("this task was dispatched to another department")
 
 
 def _refuse_state(item: WorkItem, user: User) -> None:
@@ -214,10 +231,7 @@ def may_supervise(user: User, grid_path: str | None = None) -> bool:
 def _claimable_condition(user: User) -> Any:
     """Ready items of a role the user holds at a node covering the item's grid. Admins
     see everything but act only in the roles they hold, so this is the same for them."""
-    conditions = [
-        and_(WorkItem.role == role, or_(*[WorkItem.grid_path.startswith(path) for path in scope.paths]))
-        for role, scope in people.scopes(user).items()
-    ]
+    conditions = [_role_scope_condition(user, role, scope.paths) for role, scope in people.scopes(user).items()]
     return and_(WorkItem.state == ITEM_READY, or_(*conditions) if conditions else false())
 
 
@@ -360,7 +374,7 @@ def reassign(item_id: int, user: User, to_username: str, reason: str, *, at: dat
         raise Conflict(f"work item {item.id} is already {item.state}", code="task_not_open")
     cases._require_active(case)
     target = db.session.scalar(select(User).where(User.username == to_username))
-    if target is None or not target.is_active or not people.can_act(target, item.role, item.grid_path):
+    if target is None or not target.is_active or not can_act_on(target, item):
         message = f"{to_username} does not hold role {item.role!r} for this grid"
         raise InvalidInput(message, code="assignee_lacks_role", fields={"assignee": [message]})
     if item.state == ITEM_CLAIMED and item.assignee_id == target.id:
