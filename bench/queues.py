@@ -11,8 +11,8 @@ first WITH (FORCE) and again at the end unless --keep), migrates it, seeds a gri
 community_staff per community and street-level dispatcher / supervisor /
 department_staff / duty_chief users, deploys bpmn/grid_quick, and then bulk-loads N
 cases and 3 x N work items with INSERT ... SELECT generate_series (not through the
-engine; the queues never read the serialized workflow, so cases carry a small
-placeholder ``state``). VACUUM ANALYZE follows.
+engine; the queues never read the serialized workflow, so each case carries a minimal
+stand-in ``state``). VACUUM ANALYZE follows.
 
 For each measured user -- by default a grid member (one grid), a community staff member
 (one community) and the street department_staff -- it times, after a warm-up:

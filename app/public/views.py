@@ -156,7 +156,7 @@ def index():
     valid = form.validate()
     photos, photo_errors = _read_photos()
     alert, status = None, 422
-    if form.csrf_token.errors:
+    if getattr(form, "csrf_token", None) is not None and form.csrf_token.errors:
         alert, status = _("The form expired or was sent from elsewhere. Reload the page and try again."), 400
     elif not valid or photo_errors:
         alert = _("Please check what you entered: the fields marked below need attention.")
