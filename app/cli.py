@@ -27,6 +27,16 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(setup_command)
     app.cli.add_command(serve_command)
     app.cli.add_command(worker_command)
+    from app.pages import optional_module
+
+    # Features with their own commands expose ``commands`` (a list of click commands) in app/<feature>/cli.py.
+    for name in FEATURE_CLIS:
+        module = optional_module(name)
+        for command in getattr(module, "commands", []) if module is not None else []:
+            app.cli.add_command(command)
+
+
+FEATURE_CLIS = ("app.notifications.cli", "app.audit.cli", "app.library.cli", "app.dashboard.cli", "app.disclosure.cli")
 
 
 # -- process ------------------------------------------------------------------

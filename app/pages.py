@@ -9,17 +9,31 @@ def register_pages(app: Flask) -> None:
 
     app.register_blueprint(site)
     app.register_blueprint(people_pages)
-    for module in ("app.work.views", "app.cases.views", "app.public.views", "app.admin.views"):
+    for module in FEATURE_PAGES:
         _register_optional(app, module)
 
 
-def _register_optional(app: Flask, module_name: str) -> None:
+# Each feature's pages live in app/<feature>/views.py and expose register(app).
+FEATURE_PAGES = (
+    "app.work.views", "app.cases.views", "app.public.views", "app.admin.views",
+    "app.notifications.views", "app.audit.views", "app.library.views", "app.dashboard.views",
+    "app.disclosure.views",
+)
+
+
+def optional_module(module_name: str):
+    """The feature module, or None when the feature has no such module."""
     import importlib
 
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            return  # the feature has no pages
+            return None
         raise
-    module.register(app)
+
+
+def _register_optional(app: Flask, module_name: str) -> None:
+    module = optional_module(module_name)
+    if module is not None:
+        module.register(app)
