@@ -56,6 +56,60 @@ def enqueue_at(when: datetime, func: str, *args, job_id: str) -> None:
         log.warning("could not schedule %s %s on Redis (%s); the sweeper will pick it up", func, args, exc)
 
 
+FOLLOW_UP_RETRY = Retry(max=5, interval=[10, 60, 300, 900, 3600])
+
+
+def defer(func: str, *args, job_id: str | None = None) -> None:
+    """Run the follow-up job ``func(*args)`` once the current transaction commits.
+
+    With Redis it goes on the rq queue (retried with backoff; failures end in rq's
+    failed job registry). Without Redis — or when Redis refuses it — it runs in a
+    background thread of this process with its own app context, so the request
+    that caused it never waits for it. Arguments must be ids and primitives.
+    """
+    from app.db import after_commit
+
+    app = current_app._get_current_object()
+    after_commit(lambda: _dispatch(app, func, args, job_id))
+
+
+def _dispatch(app, func: str, args: tuple, job_id: str | None) -> None:
+    with app.app_context():
+        queue = job_queue()
+        if queue is not None:
+            try:
+                queue.enqueue(func, *args, job_id=job_id, retry=FOLLOW_UP_RETRY, description=f"{func}{args}")
+                return
+            except RedisError as exc:
+                log.warning("could not enqueue %s %s on Redis (%s); running it in-process", func, args, exc)
+    _in_process_executor().submit(_run_in_process, app, func, args)
+
+
+_EXECUTOR = None
+
+
+def _in_process_executor():
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridcase-job")
+    return _EXECUTOR
+
+
+def _run_in_process(app, func: str, args: tuple) -> None:
+    import importlib
+
+    module_name, _, name = func.rpartition(".")
+    with app.app_context():
+        try:
+            getattr(importlib.import_module(module_name), name)(*args)
+        except Exception:
+            log.exception("in-process job %s%s failed", func, args)
+        finally:
+            db.session.remove()
+
+
 def make_worker(app, *, name: str | None = None):
     """An rq worker bound to this app: each job runs in the app context, in a forked
     work horse that never reuses the parent's pooled database connections."""
