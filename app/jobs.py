@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask
@@ -24,6 +25,25 @@ from app.timeutil import utcnow
 from workflows.errors import EngineError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A job run every ``every_seconds`` by whoever runs background work (the rq
+    worker, or the embedded sweeper). ``func`` is a dotted path to a function that
+    takes no arguments, needs an app context, commits its own work and is idempotent:
+    with several workers it may run more than once per period."""
+
+    name: str
+    func: str
+    every_seconds: int
+
+
+PERIODIC_JOBS: dict[str, PeriodicJob] = {}
+
+
+def register_periodic(name: str, func: str, every_seconds: int) -> None:
+    PERIODIC_JOBS[name] = PeriodicJob(name, func, every_seconds)
 
 
 def fire_due_timers(at: datetime | None = None) -> int:
