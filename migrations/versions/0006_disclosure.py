@@ -1,14 +1,14 @@
-"""Metrics and public disclosure (issue 8)
+"""Public disclosure board and monthly follow-ups (issue 8)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
