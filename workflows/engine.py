@@ -182,6 +182,32 @@ class CaseRun:
 
         return self._act(at, act)
 
+    def reschedule_timer(self, timer_task_id: str, due_at: datetime) -> None:
+        """Move a WAITING timer's due time (a deadline extension, 延期).
+
+        SpiffWorkflow keeps a reached timer's absolute due time in the task's internal
+        data (``event_value``); rewriting it there is what dump/load and the next
+        ``fire_timers`` honour. Date and duration timers hold an ISO string, cycle timers
+        a dict whose ``next`` is moved. Pure: no clock, no other task changes, so replay
+        can re-apply it from the recorded new due time. Refuses (and changes nothing) a
+        task that is not a WAITING timer or a naive ``due_at``."""
+        task = self._get_task(timer_task_id)
+        if not isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
+            raise TaskNotReady(str(timer_task_id), "not a timer")
+        if not task.has_state(TaskState.WAITING):
+            raise TaskNotReady(str(timer_task_id), TaskState.get_name(task.state))
+        if not isinstance(due_at, datetime) or due_at.tzinfo is None:
+            raise ValueError("due_at must be an aware datetime")
+        value = due_at.astimezone(timezone.utc).isoformat()
+        current = task.internal_data.get("event_value")
+        if isinstance(current, dict):
+            current = dict(current)
+            current["next"] = value
+            task.internal_data["event_value"] = current
+        else:
+            task.internal_data["event_value"] = value
+        task.internal_data.pop("event_fired", None)
+
     # -- internals -----------------------------------------------------
     def _get_task(self, task_id: str):
         try:
