@@ -11,6 +11,7 @@ from app.config import PROJECT_ROOT
 PACKAGES = {
     "swagger-ui": PROJECT_ROOT / "node_modules" / "swagger-ui-dist",
     "bpmn-js": PROJECT_ROOT / "node_modules" / "bpmn-js" / "dist",
+    "dmn-js": PROJECT_ROOT / "node_modules" / "dmn-js" / "dist",
 }
 
 vendor = Blueprint("vendor", __name__)

@@ -265,6 +265,13 @@ class _Loader:
             self._issue(name, None, f"malformed XML: {exc.msg}", "xml_syntax", line=exc.lineno)
             self.malformed.append(name)
             return None
+        if root.getroottree().docinfo.internalDTD is not None or root.getroottree().docinfo.doctype:
+            # BPMN and DMN never need a DTD; entity declarations are how XXE and
+            # "billion laughs" files attack a parser. Refuse them outright.
+            self._issue(name, None, "DOCTYPE and entity declarations are not allowed in process files",
+                        "xml_syntax", line=1)
+            self.malformed.append(name)
+            return None
         self.trees[name] = root
         return root
 
