@@ -313,9 +313,10 @@ class Engine:
         parent = guarded.parent
         if parent is None or not _is_boundary_split(parent):
             return ()
+        # A warning (non-interrupting) that has fired still dates the task's yellow light.
         return [
             timer
-            for timer in (_as_timer(sibling) for sibling in parent.children if sibling is not guarded)
+            for timer in (_as_timer(sibling, fired_warning=True) for sibling in parent.children if sibling is not guarded)
             if timer is not None
         ]
 
@@ -388,10 +389,15 @@ def _step(task) -> CompletedStep:
     return CompletedStep(str(task.id), spec.bpmn_id or spec.name, spec.bpmn_name or spec.bpmn_id or spec.name, kind)
 
 
-def _as_timer(task) -> WaitingTimer | None:
+def _as_timer(task, *, fired_warning: bool = False) -> WaitingTimer | None:
+    """A WAITING timer task as a WaitingTimer; with ``fired_warning`` also a
+    non-interrupting timer that has already fired (COMPLETED), keeping its due time."""
     spec = task.task_spec
     definition = getattr(spec, "event_definition", None)
-    if not isinstance(definition, TimerEventDefinition) or not task.has_state(TaskState.WAITING):
+    if not isinstance(definition, TimerEventDefinition):
+        return None
+    fired = fired_warning and not getattr(spec, "cancel_activity", True) and task.has_state(TaskState.COMPLETED)
+    if not (task.has_state(TaskState.WAITING) or fired):
         return None
     value = task.internal_data.get("event_value")
     if isinstance(value, dict):  # cycle timers keep {"cycles": n, "next": iso, "duration": s}
