@@ -55,6 +55,17 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "DEPARTMENT_FIELDS": ["assigned_department", "department"],
         # Roles that call residents back and so see phone numbers unmasked.
         "PHONE_VISIBLE_ROLES": ["grid_member", "community_staff", "secretary"],
+        # SLA (issue 5): who approves deadline extensions (延期) within their grid scope, who is
+        # told about overdue work, the longest extension, the near-due/overdue scan period.
+        "EXTENSION_APPROVER_ROLES": ["supervisor", "duty_chief"],
+        "SUPERVISOR_ROLES": ["supervisor", "duty_chief"],
+        "EXTENSION_MAX_WORKING_DAYS": 30,
+        "NOTIFY_SKIP_ROLES": ["resident"],   # roles not told about new work (no accounts)
+        "DEADLINE_SCAN_SECONDS": 60,
+        # Webhooks: attempts per delivery and the wait before each retry (seconds).
+        "WEBHOOK_MAX_ATTEMPTS": 6,
+        "WEBHOOK_BACKOFF_SECONDS": [30, 120, 600, 1800, 7200],
+        "WEBHOOK_TIMEOUT_SECONDS": 10,
         "PAGE_SIZE_DEFAULT": 50,
         "PAGE_SIZE_MAX": 200,
         "TIMER_SWEEP_SECONDS": 30,

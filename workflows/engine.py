@@ -208,6 +208,12 @@ class CaseRun:
             task.internal_data["event_value"] = value
         task.internal_data.pop("event_fired", None)
 
+    def outcome(self) -> Outcome:
+        """The workflow as it is now, as the Outcome of a step that ran nothing (e.g.
+        after :meth:`reschedule_timer`), for the application to write its projection."""
+        ready = {r.task_id for r in self.ready_tasks()}
+        return self.engine._outcome(self.workflow, ready, [])
+
     # -- internals -----------------------------------------------------
     def _get_task(self, task_id: str):
         try:

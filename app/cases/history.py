@@ -19,6 +19,9 @@ from app.db import db
 from app.people.models import User
 
 GENESIS_HASH = "0" * 64
+# Called with (case, event) after each append, in the same transaction (e.g. webhook
+# deliveries: app.webhooks.service). Registered by features at start-up; keep them cheap.
+EVENT_HOOKS: list = []
 
 
 def canonical_content(
@@ -57,6 +60,8 @@ def append_event(
     )
     db.session.add(event)
     case.last_event_seq, case.last_event_hash = seq, digest
+    for hook in EVENT_HOOKS:
+        hook(case, event)
     return event
 
 

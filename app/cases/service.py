@@ -36,6 +36,9 @@ from workflows.serialization import SavedState
 
 REFERENCE_TIMEZONE = ZoneInfo("Asia/Shanghai")
 log = logging.getLogger(__name__)
+# Called with (case, new work items, at) after a step that made work ready has been
+# flushed (items have ids), in the same transaction: app.notifications tells the role.
+WORK_READY_HOOKS: list = []
 RESIDENT_ROLE = "resident"
 # Who the history names when a resident without an account acts (append_event reads .id, .username).
 _RESIDENT = SimpleNamespace(id=None, username=RESIDENT_ROLE)
@@ -200,6 +203,17 @@ def record(case: Case, kind: str, payload: Mapping[str, Any], *, actor: User | N
     append_event(case, kind, payload, at=at, actor=actor, role=role)
 
 
+def apply_step(
+    rt: Runtime, case: Case, run: CaseRun, outcome: Outcome, kind: str, payload: dict[str, Any], *,
+    actor: User | None, role: str | None, at: datetime,
+) -> None:
+    """Write a step the caller made on ``run`` outside complete/fire/deliver (e.g. a deadline
+    extension moving timers: app.work.extensions): state, event, work items, timers, nudges.
+    The caller holds the case lock."""
+    _require_active(case)
+    _apply(rt, case, run, outcome, kind, payload, actor=actor, role=role, at=at)
+
+
 # -- internals ----------------------------------------------------------------
 def _require_active(case: Case) -> None:
     if case.status != CASE_ACTIVE:
@@ -223,8 +237,11 @@ def _apply(
             case.closed_at = at
             case.end_event = outcome.end_events[-1] if outcome.end_events else case.end_event
         append_event(case, kind, {**payload, "effects": _effects(outcome)}, at=at, actor=actor, role=role)
-        _project(case, outcome, at, new_case=new_case)
+        new_items = _project(case, outcome, at, new_case=new_case)
     db.session.flush()
+    if new_items:
+        for hook in WORK_READY_HOOKS:
+            hook(case, new_items, at)
     _follow_links(rt, case, outcome, at)
 
 
@@ -270,9 +287,9 @@ def _effects(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = False) -> None:
+def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = False) -> list[WorkItem]:
     """Bring work items and timers in line with the workflow (idempotent).
-    A new case has neither yet, so there is nothing to read."""
+    A new case has neither yet, so there is nothing to read. Returns the new work items."""
     completed_ids = {step.task_id for step in outcome.completed}
     ready = {task.task_id: task for task in outcome.ready}
 
@@ -286,10 +303,11 @@ def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = Fal
         if task_id not in ready:
             item.state = ITEM_COMPLETED if task_id in completed_ids else ITEM_CANCELLED
             item.closed_at = at
+    new_items: list[WorkItem] = []
     for task_id, task in ready.items():
         item = open_items.get(task_id)
         if item is None:
-            db.session.add(
+            new_items.append(
                 WorkItem(
                     case=case,
                     task_id=task_id,
@@ -309,7 +327,11 @@ def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = Fal
                     warn_at=task.warn_at,
                 )
             )
+            db.session.add(new_items[-1])
         else:
+            if (item.due_at, item.warn_at) != (task.due_at, task.warn_at):
+                # An extension moved the timers: near-due/overdue may be told again.
+                item.warn_notified_at = item.due_notified_at = None
             item.due_at, item.warn_at = task.due_at, task.warn_at
 
     waiting = {t.task_id: t for t in outcome.timers}
@@ -338,14 +360,19 @@ def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = Fal
             )
             _nudge_at(case, task_id, timer.due_at)
         else:
+            if row.due_at != timer.due_at:  # moved (deadline extension): nudge at the new time
+                _nudge_at(case, task_id, timer.due_at, moved=True)
             row.due_at = timer.due_at
+    return new_items
 
 
-def _nudge_at(case: Case, task_id: str, due_at: datetime) -> None:
+def _nudge_at(case: Case, task_id: str, due_at: datetime, *, moved: bool = False) -> None:
     """After commit, schedule a job at the timer's due time (rq), so it fires on time
-    rather than at the next sweep. The timers table stays the truth."""
+    rather than at the next sweep. The timers table stays the truth. A moved timer gets
+    a job id of its own (the job at the old time finds nothing due and does nothing)."""
+    job_id = f"timer-{case.id}-{task_id}" + (f"-{int(due_at.timestamp())}" if moved else "")
     after_commit(
-        lambda: queue.enqueue_at(due_at, "app.jobs.fire_case_timers_job", case.id, job_id=f"timer-{case.id}-{task_id}")
+        lambda: queue.enqueue_at(due_at, "app.jobs.fire_case_timers_job", case.id, job_id=job_id)
     )
 
 

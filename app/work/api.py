@@ -84,3 +84,8 @@ def complete(args, item_id: int):
         "case": {"reference": case.reference, "status": case.status, "row_version": case.row_version, "end_event": case.end_event},
         "next_tasks": next_tasks,
     }
+
+# Deadline extensions (延期) live on this blueprint: /api/work-items/<id>/extensions, /api/work-items/extensions…
+from app.work import extensions as _extensions  # noqa: E402
+
+_extensions.attach_api(blp)

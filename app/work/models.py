@@ -60,7 +60,46 @@ class WorkItem(db.Model):
     warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # SLA (issue 5): approved deadline extensions (延期) and when near-due / overdue
+    # notifications went out (NULL: not yet; reset when an extension moves the times).
+    extension_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    warn_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Loaded explicitly where needed (queue listings join them in one query).
     case: Mapped[Case] = relationship(lazy="select")
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="select")
+
+
+EXTENSION_PENDING = "pending"
+EXTENSION_APPROVED = "approved"
+EXTENSION_REJECTED = "rejected"
+EXTENSION_WITHDRAWN = "withdrawn"   # the work item closed before anyone decided
+
+
+class ExtensionRequest(db.Model):
+    """A handler's request to move a work item's deadline (延期申请) and its decision."""
+
+    __tablename__ = "extension_requests"
+    __table_args__ = (Index("ix_extension_requests_state_path", "state", "grid_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    work_item_id: Mapped[int] = mapped_column(ForeignKey("work_items.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    grid_path: Mapped[str] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(16), default=EXTENSION_PENDING)
+    reason: Mapped[str] = mapped_column(Text)
+    old_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requested_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    new_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+
+    case: Mapped[Case] = relationship(lazy="select")
+    work_item: Mapped[WorkItem] = relationship(lazy="select")
+    requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id], lazy="select")
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id], lazy="select")

@@ -36,6 +36,7 @@ class WorkItemOut(Schema):
     due_at = fields.DateTime(allow_none=True)
     warn_at = fields.DateTime(allow_none=True)
     closed_at = fields.DateTime(allow_none=True)
+    extension_count = fields.Int(metadata={"description": "approved deadline extensions (延期)"})
     light = fields.Function(lambda i: light_of(i), metadata={"description": "green / yellow (past warning) / red (past deadline)"})
 
 

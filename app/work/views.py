@@ -38,6 +38,9 @@ ORIGINS = {"inbox": service.QUEUE_MINE, "claimable": service.QUEUE_CLAIMABLE, "o
 
 
 def register(app) -> None:
+    from app.work import extensions  # 延期: its pages live on this blueprint
+
+    extensions.attach_pages(blp, app)
     app.register_blueprint(blp)
     add_nav(NavItem("work.inbox", _l("My tasks"), count=lambda user: _badge(user, service.QUEUE_MINE)))
     add_nav(NavItem("work.claimable", _l("To claim"), count=lambda user: _badge(user, service.QUEUE_CLAIMABLE)))
