@@ -66,6 +66,15 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "WEBHOOK_MAX_ATTEMPTS": 6,
         "WEBHOOK_BACKOFF_SECONDS": [30, 120, 600, 1800, 7200],
         "WEBHOOK_TIMEOUT_SECONDS": 10,
+        # Disclosure board and monthly follow-up (issue 8) [D]: who sees and records the
+        # follow-up (supervising roles, within their grid scope), the day of the next month the
+        # call back is due, days after the posting period before an unimplemented resolution
+        # counts as overdue, page size of the board's lists. PUBLIC_RATE_LIMITS["objection"]
+        # (hits, seconds) limits objections per address (default 5 per hour).
+        "DISCLOSURE_FOLLOWUP_ROLES": ["supervisor", "duty_chief"],
+        "DISCLOSURE_FOLLOWUP_DAY": 20,
+        "DISCLOSURE_IMPLEMENTATION_DAYS": 60,
+        "DISCLOSURE_PAGE_SIZE": 20,
         "PAGE_SIZE_DEFAULT": 50,
         "PAGE_SIZE_MAX": 200,
         "TIMER_SWEEP_SECONDS": 30,

@@ -149,14 +149,19 @@ def deliver_message(
     correlations: Mapping[str, Any],
     actor: User | None,
     at: datetime | None = None,
+    role: str | None = None,
 ) -> Outcome:
+    """``role`` names who sent it when that is not a user (e.g. "resident" for an
+    objection posted on the public board; ``actor`` is then None)."""
     at = at or utcnow()
     case = lock_case(get_case(reference).id)
     _require_active(case)
     run = load_run(case, rt)
     outcome = run.deliver_message(name, payload, correlations, at=at)
     event = {"name": name, "payload": dict(payload), "correlations": dict(correlations)}
-    _apply(rt, case, run, outcome, "message_received", event, actor=actor, role=None, at=at)
+    if actor is None and role == RESIDENT_ROLE:
+        actor = _RESIDENT
+    _apply(rt, case, run, outcome, "message_received", event, actor=actor, role=role, at=at)
     return outcome
 
 
@@ -215,6 +220,17 @@ def apply_step(
 
 
 # -- internals ----------------------------------------------------------------
+# Features that keep a projection of case steps register a function here (e.g. the public
+# disclosure board, app.disclosure). Each is called in the step's transaction, after its
+# flush, as listener(case, outcome, kind, payload, at); it only adds or updates its own rows.
+STEP_LISTENERS: list = []
+
+
+def add_step_listener(listener) -> None:
+    if listener not in STEP_LISTENERS:
+        STEP_LISTENERS.append(listener)
+
+
 def _require_active(case: Case) -> None:
     if case.status != CASE_ACTIVE:
         raise Conflict(f"case {case.reference} is {case.status}", code="case_closed")
@@ -242,6 +258,8 @@ def _apply(
     if new_items:
         for hook in WORK_READY_HOOKS:
             hook(case, new_items, at)
+    for listener in STEP_LISTENERS:
+        listener(case, outcome, kind, payload, at)
     _follow_links(rt, case, outcome, at)
 
 

@@ -1,0 +1,73 @@
+"""Drive a 四议两公开 case through the real services up to (or past) its resolution
+disclosure, with explicit times — used by the demo seed and by tests. Each step commits
+(as a request would)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from sqlalchemy import select
+
+from app.cases import service as cases
+from app.cases.models import Case
+from app.db import commit, db
+from app.people.models import User
+from app.runtime import runtime
+from app.work import service as work
+from app.work.models import OPEN_STATES, WorkItem
+
+PROCESS = "four_deliberations"
+
+
+def _complete(case: Case, task: str, user: User, data: Mapping, at: datetime) -> None:
+    item = db.session.scalar(select(WorkItem).where(
+        WorkItem.case_id == case.id, WorkItem.spec_id == task, WorkItem.state.in_(OPEN_STATES)))
+    if item is None:
+        raise RuntimeError(f"case {case.reference}: no open {task} task")
+    work.complete(runtime(), item.id, user, dict(data), at=at)
+    commit()
+
+
+def deliberate(
+    users: Mapping[str, User], *, grid: str, disclosed_at: datetime, topic: str, resolution: str,
+    votes: tuple[int, int, int, int, int] = (120, 86, 71, 9, 6), place: str = "社区居务公开栏",
+    posting_days: int = 5, implemented: tuple[datetime, str] | None = None,
+    result: tuple[datetime, str] | None = None, meeting_type: str = "residents_meeting",
+) -> Case:
+    """A case whose resolution is disclosed at ``disclosed_at`` (posting window
+    ``posting_days`` days). With ``implemented`` = (when, progress) the posting timer fires and
+    the implementation is recorded; with ``result`` = (when, text) the result is disclosed.
+    ``users`` maps roles (party_branch, community_staff) to the people acting."""
+    rt = runtime()
+    start = disclosed_at - timedelta(days=13)
+    branch, staff = users["party_branch"], users["community_staff"]
+    case = cases.start_case(
+        rt, process_id=PROCESS, title=topic, grid_code=grid, actor=None, at=start,
+        data={"topic": topic, "description": resolution, "meeting_type": meeting_type, "one_shoulder": True,
+              "party_members_total": 40, "posting_days": posting_days},
+    )
+    commit()
+    _complete(case, "branch_proposal", branch, {
+        "proposal_text": topic, "proposal_reason": "居民诉求集中，属于须经居民会议讨论决定的公益事项。"},
+        start + timedelta(minutes=10))
+    _complete(case, "send_plan", staff, {"plan_text": resolution, "plan_sent_on": (start + timedelta(minutes=20)).date().isoformat()},
+              start + timedelta(minutes=20))
+    _complete(case, "party_assembly", branch, {"due": 40, "present": 34, "votes_for": 30, "votes_against": 2, "abstain": 2},
+              start + timedelta(days=1))
+    _complete(case, "issue_notice", staff, {"notice_text": f"定于公告期满后召开会议，表决：{topic}", "meeting_place": "社区党群服务中心"},
+              start + timedelta(days=1, hours=1))
+    cases.fire_case_timers(rt, case.id, at=start + timedelta(days=11, hours=2))
+    commit()
+    due, present, votes_for, against, abstain = votes
+    _complete(case, "meeting", staff, {"due": due, "present": present, "votes_for": votes_for, "votes_against": against,
+                                       "abstain": abstain, "resolution_text": resolution}, start + timedelta(days=12))
+    _complete(case, "resolution_disclosure", staff, {"disclosure_text": resolution, "disclosure_place": place}, disclosed_at)
+    if implemented is not None:
+        cases.fire_case_timers(rt, case.id, at=disclosed_at + timedelta(days=posting_days, hours=1))
+        commit()
+        when, progress = implemented
+        _complete(case, "implementation", staff, {"progress": progress, "completed_on": when.date().isoformat()}, when)
+        if result is not None:
+            when, text = result
+            _complete(case, "result_disclosure", staff, {"result_text": text, "result_place": place}, when)
+    return case
