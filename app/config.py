@@ -55,6 +55,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "DEPARTMENT_FIELDS": ["assigned_department", "department"],
         # Roles that call residents back and so see phone numbers unmasked.
         "PHONE_VISIBLE_ROLES": ["grid_member", "community_staff", "secretary"],
+        # Governance dashboard: roles that lead or supervise see the figures of the grids
+        # where they hold the role (administrators see everything).
+        "DASHBOARD_ROLES": ["grid_leader", "community_staff", "secretary", "party_branch", "two_committees",
+                            "area_lead", "duty_chief", "dispatcher", "supervisor", "auditor"],
         # SLA (issue 5): who approves deadline extensions (延期) within their grid scope, who is
         # told about overdue work, the longest extension, the near-due/overdue scan period.
         "EXTENSION_APPROVER_ROLES": ["supervisor", "duty_chief"],
