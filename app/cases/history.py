@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from sqlalchemy import select
@@ -45,6 +45,7 @@ def append_event(
     case: Case, kind: str, payload: Mapping[str, Any], *, at: datetime, actor: User | None, role: str | None = None,
 ) -> CaseEvent:
     # The chain head lives on the case row, which the caller holds locked.
+    at = at.astimezone(timezone.utc)  # hash the time as the column gives it back (UTC), so verify can recompute it
     seq, prev_hash = (case.last_event_seq or 0) + 1, case.last_event_hash or GENESIS_HASH
     actor_name = actor.username if actor is not None else "system"
     payload = json.loads(json.dumps(payload, ensure_ascii=False))  # exactly what the JSON column will give back

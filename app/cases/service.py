@@ -32,6 +32,7 @@ from app.timeutil import utcnow
 from app.work.models import ITEM_CANCELLED, ITEM_COMPLETED, ITEM_READY, OPEN_STATES, WorkItem
 from workflows.engine import CaseRun, Outcome
 from workflows.errors import MessageNotAwaited
+from workflows.replay import data_changes
 from workflows.serialization import SavedState
 
 REFERENCE_TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -183,7 +184,8 @@ def fire_case_timers(rt: Runtime, case_id: int, *, at: datetime | None = None) -
     fired_timers = [t for t in due if t.task_id in fired]
     if not fired_timers:
         return None
-    payload = {"timers": [{"task_id": t.task_id, "timer": t.spec_id, "due_at": t.due_at.isoformat()} for t in fired_timers]}
+    payload = {"timers": [{"task_id": t.task_id, "timer": t.spec_id, "due_at": t.due_at.isoformat()} for t in fired_timers],
+               "deadline": any(t.interrupting for t in fired_timers)}  # a time limit passed (not only a warning)
     _apply(rt, case, run, outcome, "timer_fired", payload, actor=None, role=None, at=at)
     return outcome
 
@@ -246,13 +248,15 @@ def _apply(
         saved = rt.engine.dump(run)
         case.state = saved.state
         case.serializer_version = saved.serializer_version
+        data_before = {} if new_case else case.data
         case.data = rt.engine.plain(dict(outcome.data))
         case.updated_at = at
         if outcome.ended:
             case.status = CASE_COMPLETED
             case.closed_at = at
             case.end_event = outcome.end_events[-1] if outcome.end_events else case.end_event
-        append_event(case, kind, {**payload, "effects": _effects(outcome)}, at=at, actor=actor, role=role)
+        effects = _effects(outcome, data_before, case.data)
+        append_event(case, kind, {**payload, "effects": effects}, at=at, actor=actor, role=role)
         new_items = _project(case, outcome, at, new_case=new_case)
     db.session.flush()
     if new_items:
@@ -294,15 +298,27 @@ def _follow_links(rt: Runtime, case: Case, outcome: Outcome, at: datetime) -> No
             log.warning("case %s ended but parent %s could not be told: %s", case.reference, parent.reference, exc)
 
 
-def _effects(outcome: Outcome) -> dict[str, Any]:
+def _effects(outcome: Outcome, data_before: Mapping[str, Any] | None = None,
+             data_after: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the step did, stored with the event so history reads without replay
-    and replay can compare itself with the record."""
-    return {
+    and replay can compare itself with the record. ``ready_ids``/``timer_ids`` line up
+    with ``ready``/``timers`` (element ids sorted, engine order within one element):
+    replay maps recorded task ids to its own by them (workflows/replay.py). ``data``
+    is what the step set and removed in the case data."""
+    ready = sorted(outcome.ready, key=lambda task: task.spec_id)
+    timers = sorted(outcome.timers, key=lambda timer: timer.spec_id)
+    effects = {
         "completed": [step.spec_id for step in outcome.completed],
-        "ready": sorted(task.spec_id for task in outcome.ready),
+        "ready": [task.spec_id for task in ready],
         "ended": outcome.ended,
         "thrown": [message.name for message in outcome.thrown],
+        "ready_ids": [task.task_id for task in ready],
+        "timers": [timer.spec_id for timer in timers],
+        "timer_ids": [timer.task_id for timer in timers],
     }
+    if data_after is not None:
+        effects["data"] = data_changes(data_before, data_after)
+    return effects
 
 
 def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = False) -> list[WorkItem]:

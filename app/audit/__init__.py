@@ -1,0 +1,1 @@
+"""Auditors: verify, replay and export case histories (issue 6)."""
