@@ -71,3 +71,11 @@ def deliberate(
             when, text = result
             _complete(case, "result_disclosure", staff, {"result_text": text, "result_place": place}, when)
     return case
+
+
+def implement(reference: str, user: User, *, at: datetime, progress: str) -> None:
+    """Fire the case's posting timer (if due) and record its implementation at ``at``."""
+    case = cases.get_case(reference)
+    cases.fire_case_timers(runtime(), case.id, at=at)
+    commit()
+    _complete(case, "implementation", user, {"progress": progress, "completed_on": at.date().isoformat()}, at)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import IntegrityError
+
 from app.db import commit, rollback
 from app.disclosure import service
 
@@ -20,12 +22,19 @@ EVERY_SECONDS = 24 * 3600
 def monthly_followup() -> int:
     at = service.now()
     month = service.previous_month(at)
-    try:
-        changed = service.generate_followups(month, at=at)
-        commit()
-    except Exception:
-        rollback()
-        raise
+    for attempt in (1, 2):
+        try:
+            changed = service.generate_followups(month, at=at)
+            commit()
+            break
+        except IntegrityError:
+            # Another worker inserted the same community-month first: run again, it updates.
+            rollback()
+            if attempt == 2:
+                raise
+        except Exception:
+            rollback()
+            raise
     if changed:
         log.info("monthly follow-up %s: %d community record(s) written", month, changed)
     return changed

@@ -375,7 +375,7 @@ def generate_followups(month: str, *, at: datetime) -> int:
     changed = 0
     for community_id, group in by_community.items():
         record = db.session.scalar(
-            select(FollowUp).where(FollowUp.community_id == community_id, FollowUp.month == month).with_for_update())
+            select(FollowUp).where(FollowUp.community_id == community_id, FollowUp.month == month).with_for_update(of=FollowUp))
         if record is not None and record.called_back_at is not None:
             continue
         items = [_followup_item(row, at, conf["implementation_days"]) for row in group]
@@ -430,7 +430,7 @@ def followups_for(user: User, *, month: str | None) -> list[FollowUp]:
 
 def record_callback(user: User, followup_id: int, *, note: str, at: datetime) -> FollowUp:
     """The supervisor called the community back: who and when; on time when by the due day."""
-    record = db.session.scalar(select(FollowUp).where(FollowUp.id == followup_id).with_for_update())
+    record = db.session.scalar(select(FollowUp).where(FollowUp.id == followup_id).with_for_update(of=FollowUp))
     if record is None:
         raise NotFound("no such follow-up", code="unknown_followup")
     paths = _supervised_paths(user)
