@@ -210,6 +210,7 @@ class QueueFilter:
     level: str | None = None     # incident class A/B/C/D, read from the case data key "level"
     grid: str | None = None      # grid code: items at this node and below (within the queue's scope)
     light: str | None = None     # green / yellow (past the warning) / red (past the deadline)
+    department: str | None = None  # department code: dispatched work of that department
 
 
 def supervision_paths(user: User) -> tuple[str, ...] | None:
@@ -283,6 +284,9 @@ def list_queue(
         query = query.where(WorkItem.grid_path.startswith(node.path))
     if filters.light in LIGHTS:
         query = query.where(_light_condition(filters.light, now))
+    if filters.department:
+        department = people.department_by_code(filters.department)
+        query = query.where(WorkItem.department_id == (department.id if department is not None else -1))
     if filters.level:
         query = query.where(
             WorkItem.case_id.in_(select(Case.id).where(Case.data["level"].as_string() == filters.level))

@@ -176,6 +176,13 @@ _FIELD_MESSAGES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"^the task is already .+'s$"), lambda m: _("The task is already with that person.")),
     (re.compile(r"^the note is empty$"), lambda m: _("The note is empty.")),
     (re.compile(r"^a note may be at most (\d+) characters long$"), lambda m: _("The note is too long (at most %(n)s characters).", n=m[1])),
+    # deadline extensions (app.work.extensions)
+    (re.compile(r"^give either a new deadline or a number of working days$"), lambda m: _("Give either a new deadline or a number of working days.")),
+    (re.compile(r"^the new deadline must be later than the current one$"), lambda m: _("The new deadline must be later than the current one.")),
+    (re.compile(r"^working days must be between 1 and (\d+)$"), lambda m: _("Enter between 1 and %(n)s working days.", n=m[1])),
+    (re.compile(r"^an extension may add at most (\d+) working days$"), lambda m: _("An extension may add at most %(n)s working days.", n=m[1])),
+    (re.compile(r"^(not a date and time|the new deadline needs a time zone)$"), lambda m: _("Enter a date and time.")),
+    (re.compile(r"^must be a whole number$"), lambda m: _("Enter a whole number.")),
 ]
 
 
@@ -243,6 +250,7 @@ def _filters_from(args: Mapping[str, str]) -> tuple[service.QueueFilter, dict[st
         "grid": (args.get("grid") or "").strip(),
         "status": (args.get("status") or "").strip(),
         "overdue": "1" if args.get("overdue") in ("1", "on", "true") else "",
+        "department": (args.get("department") or "").strip(),
     }
     if chosen["level"] not in service.LEVELS:
         chosen["level"] = ""
@@ -251,6 +259,7 @@ def _filters_from(args: Mapping[str, str]) -> tuple[service.QueueFilter, dict[st
     light = "red" if chosen["overdue"] else chosen["status"] or None
     filters = service.QueueFilter(
         process_id=chosen["process"] or None, level=chosen["level"] or None, grid=chosen["grid"] or None, light=light,
+        department=chosen["department"] or None,
     )
     return filters, chosen
 
@@ -289,6 +298,7 @@ def queue_page(queue: str, *, error: Exception | None = None, status: int = 200,
         chosen=chosen,
         filtered=any(chosen.values()),
         process_options=[(v.process_id, v.name) for v in processes.latest_versions()],
+        department_options=_departments() if queue == service.QUEUE_OVERDUE else [],
         grid_options=service.grids_in_scope(user),
         levels=service.LEVELS,
         lights=[(light, light_label(light)) for light in service.LIGHTS],
@@ -297,6 +307,12 @@ def queue_page(queue: str, *, error: Exception | None = None, status: int = 200,
         action_state=action_state or {},
         query=action_query,
     ), status
+
+
+def _departments():
+    from app.people import service as people
+
+    return people.departments()
 
 
 def _row(item, now: datetime) -> Row:
