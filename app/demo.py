@@ -68,6 +68,9 @@ DEMO_SCENARIOS = [
     ("appeal_loop/scenarios/04_dispatch_department_take.json", 2, "GL-01-G1"),
     ("appeal_loop/scenarios/01_self_handled_satisfied.json", 0, "GL-01-G2"),
     ("appeal_loop/scenarios/04_dispatch_department_take.json", 99, "GL-01-G1"),
+    # closed demands with their outcomes for the disclosure board
+    ("appeal_loop/scenarios/02_rejected.json", 99, "GL-01-G1"),
+    ("appeal_loop/scenarios/03_direct_answer.json", 99, "GL-01-G2"),
     ("four_deliberations/scenarios/01_one_shoulder_villagers_adults_completed.json", 3, "GL-01-G1"),
     ("incident_abcd/scenarios/04_a_closed.json", 0, "GL-01-G1"),
     ("incident_abcd/scenarios/07_b_rework_twice_to_c.json", 2, "GL-01-G1"),
@@ -110,6 +113,7 @@ def seed(echo: Callable[[str], None] = print) -> bool:
 
     _seed_cases(users)
     _seed_scenarios(users, echo)
+    _seed_disclosure_board(users, echo)
     echo(f"demo: street {STREET[1]}, {len(COMMUNITIES)} communities, {len(nodes) - 1 - len(COMMUNITIES)} grids, "
          f"{len(DEPARTMENTS)} departments")
     echo(f"demo accounts (password for all: {DEMO_PASSWORD}):")
@@ -144,6 +148,20 @@ def _seed_cases(users: dict[str, User]) -> None:
             item = next(i for i in work.list_work_items(users[username], work.WorkFilter(case=case.reference), page=1, page_size=10).items if i.spec_id == task)
             work.complete(rt, item.id, users[username], data, at=at + timedelta(hours=index + 1))
             commit()
+
+
+def _seed_disclosure_board(users: dict[str, User], echo: Callable[[str], None]) -> None:
+    """The public disclosure board (/disclosure): resolutions in and past their posting window
+    in 桂花社区, and last month's follow-up list for the supervisor."""
+    from app.disclosure.demo import seed_board
+
+    try:
+        count = seed_board({"party_branch": users["dangzhibu"], "community_staff": users["shequ"]})
+    except (DomainError, EngineError) as exc:
+        rollback()
+        echo(f"demo: disclosure board not seeded ({exc})")
+        return
+    echo(f"demo: {count} resolutions on the disclosure board")
 
 
 def _seed_scenarios(users: dict[str, User], echo: Callable[[str], None]) -> None:

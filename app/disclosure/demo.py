@@ -79,3 +79,31 @@ def implement(reference: str, user: User, *, at: datetime, progress: str) -> Non
     cases.fire_case_timers(runtime(), case.id, at=at)
     commit()
     _complete(case, "implementation", user, {"progress": progress, "completed_on": at.date().isoformat()}, at)
+
+
+def seed_board(users: Mapping[str, User], *, grid: str = "GL-01", now: datetime | None = None) -> int:
+    """Demo: two resolutions in their posting window, two archived (one implemented with its
+    result published, one still being implemented) in last month, and last month's follow-up
+    list. ``users`` maps roles to the community's party branch and staff. Returns how many."""
+    from zoneinfo import ZoneInfo
+
+    from app.disclosure import service
+    from app.timeutil import utcnow
+
+    now = now or utcnow()
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    last_month = (local.replace(day=1) - timedelta(days=1)).replace(day=1, hour=10, minute=0, second=0, microsecond=0)
+    deliberate(users, grid=grid, disclosed_at=last_month + timedelta(days=4), topic="老旧小区楼道照明改造",
+               resolution="同意使用社区公益金 8.6 万元更换 12 栋楼道声控照明，由社区统一采购安装。",
+               votes=(150, 112, 98, 8, 6), implemented=(last_month + timedelta(days=16), "12 栋楼道照明已全部更换。"),
+               result=(last_month + timedelta(days=18), "12 栋楼道声控照明已更换完毕并验收，实际支出 8.2 万元。"))
+    deliberate(users, grid=grid, disclosed_at=last_month + timedelta(days=19), topic="社区菜市场周边停车秩序整治",
+               resolution="同意在菜市场东侧划设临时停车位 30 个，早 6 点至 9 点限时停放。", votes=(150, 98, 80, 12, 6))
+    deliberate(users, grid=grid, disclosed_at=now - timedelta(days=1), topic="小区南门加装电动车充电棚",
+               resolution="同意使用公益金 12 万元在小区南门加装电动车充电棚（40 个充电位），公开招标施工。")
+    deliberate(users, grid=grid, disclosed_at=now - timedelta(hours=3), topic="儿童游乐设施更新",
+               resolution="同意更换中心花园老化的儿童游乐设施，费用由社区公益金列支，不超过 5 万元。",
+               votes=(150, 104, 90, 10, 4))
+    service.generate_followups(service.previous_month(now), at=now)
+    commit()
+    return 4
