@@ -42,7 +42,6 @@ from app.runtime import Runtime
 from app.timeutil import utcnow
 from workflows.definitions import ProcessDefinition, ValidationIssue, load_files
 from workflows.diffing import DefinitionDiff, diff_definitions
-from workflows.engine import Outcome
 from workflows.migration import MigrationResult, migrate_run
 from workflows.scenarios import SuiteReport, run_suite
 
@@ -368,11 +367,7 @@ def migrate_case(rt: Runtime, reference: str, target: ProcessVersion, *, actor, 
                        code="migration_unsafe", fields={"problems": [str(p) for p in result.problems]})
     moved = result.run
     case.process_version = target
-    ready = moved.ready_tasks()
-    outcome = Outcome(
-        completed=(), ready=ready, newly_ready=(), no_longer_ready=(), timers=moved.waiting_timers(),
-        ended=moved.ended, end_events=(), data=moved.data,
-    )
+    outcome = moved.outcome()
     payload = {
         "process_id": target.process_id,
         "from_version": source.version,

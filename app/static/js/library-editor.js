@@ -149,6 +149,20 @@
 
   // -- buttons ----------------------------------------------------------------------------------
   document.getElementById("save-draft").addEventListener("click", function () { save().catch(function () {}); });
+  function commandStack() {
+    if (!modeler) { return null; }
+    if (kind === "dmn") { var active = modeler.getActiveViewer(); return active ? active.get("commandStack") : null; }
+    return modeler.get("commandStack");
+  }
+  ["undo", "redo"].forEach(function (what) {
+    var button = document.getElementById(what + "-edit");
+    if (button) {
+      button.addEventListener("click", function () {
+        var stack = commandStack();
+        if (stack) { stack[what](); if (selected) { showPanel(selected); } }
+      });
+    }
+  });
   document.getElementById("validate-draft").addEventListener("click", function () {
     save().then(function () { return post(root.getAttribute("data-validate")); })
       .then(function (result) { showIssues(result.data.issues || []); }).catch(function () {});
@@ -178,7 +192,7 @@
     coverage.textContent = "";
     var results = data.results || [];
     var passed = results.filter(function (r) { return r.passed; }).length;
-    summary.textContent = summary.getAttribute("data-template").replace("%(passed)s", passed).replace("%(total)s", results.length);
+    summary.textContent = summary.getAttribute("data-template").replace("{passed}", passed).replace("{total}", results.length);
     summary.setAttribute("data-passed", String(passed));
     summary.setAttribute("data-total", String(results.length));
     results.forEach(function (r) {
@@ -370,6 +384,21 @@
     if (canvas) { canvas.textContent = canvas.getAttribute("data-failed") + " " + (error && error.message || ""); }
   }
 
+  // SpiffWorkflow names a multi-instance task's collection by variable name in
+  // loopDataInputRef/loopDataOutputRef, which BPMN types as a reference to an element id.
+  // bpmn-js drops references it cannot resolve when saving, so put a stand-in with that id
+  // back: it serialises as the same text and is not itself written anywhere.
+  function keepUnresolvedReferences(warnings) {
+    var moddle = modeler.get("moddle");
+    (warnings || []).forEach(function (warning) {
+      if (!warning || !warning.element || !warning.property || typeof warning.value !== "string") { return; }
+      if (!/unresolved reference/.test(warning.message || "")) { return; }
+      var descriptor = warning.element.$descriptor && warning.element.$descriptor.propertiesByName[warning.property];
+      if (!descriptor || descriptor.isMany) { return; }
+      warning.element.set(warning.property, moddle.create("bpmn:ItemAwareElement", { id: warning.value }));
+    });
+  }
+
   function startBpmn() {
     if (typeof window.BpmnJS !== "function") { return; }
     modeler = new window.BpmnJS({ container: "#modeler-canvas", keyboard: { bindTo: document }, moddleExtensions: { spiffworkflow: SPIFF } });
@@ -377,7 +406,8 @@
     fetch(root.getAttribute("data-source"), { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.text(); })
       .then(function (xml) { return modeler.importXML(xml); })
-      .then(function () {
+      .then(function (result) {
+        keepUnresolvedReferences(result && result.warnings);
         modeler.get("canvas").zoom("fit-viewport");
         markIssues();
         modeler.on("selection.changed", function (event) { showPanel(event.newSelection.length === 1 ? event.newSelection[0] : null); });
