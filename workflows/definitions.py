@@ -464,6 +464,23 @@ class _Loader:
                 report(prop, problem, "form_missing")
             else:
                 proc.forms.append((written, resolved, element))
+        self._check_time_limit(element, report)
+
+    def _check_time_limit(self, element, report):
+        """A declared time limit (timeLimit / timeLimitWarning properties, see workflows.engine)."""
+        from workflows.engine import TIME_LIMIT_PROPERTY, TIME_LIMIT_WARNING_PROPERTY, parse_time_limit
+
+        props = {p.get("name"): p for p in element.iterfind(
+            "bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property", NS)}
+        limit, warning = props.get(TIME_LIMIT_PROPERTY), props.get(TIME_LIMIT_WARNING_PROPERTY)
+        if limit is None:
+            if warning is not None:
+                report(warning, f"{TIME_LIMIT_WARNING_PROPERTY} needs a {TIME_LIMIT_PROPERTY}", "time_limit_invalid")
+            return
+        try:
+            parse_time_limit(limit.get("value"), warning.get("value") if warning is not None else None)
+        except ValueError as exc:
+            report(limit, str(exc), "time_limit_invalid")
 
     def _resolve_form(self, bpmn_file, written):
         """The form file a task names: next to its BPMN file, else the only one with that name."""

@@ -40,6 +40,39 @@ from workflows.serialization import SavedState, WorkflowSerializer
 logging.getLogger("spiff").setLevel(logging.WARNING)
 
 FORM_PROPERTY = "formJsonSchemaFilename"
+# Declared time limit of a user task without boundary timers (bpmn/README.md):
+#   <spiffworkflow:property name="timeLimit" value="2 working_days" />
+#   <spiffworkflow:property name="timeLimitWarning" value="0.8" />   (fraction; default 0.8)
+# Counted on the business calendar from when the task became ready (kept, under the case
+# clock, in the task's internal data as ``sla_ready_at``).
+TIME_LIMIT_PROPERTY = "timeLimit"
+TIME_LIMIT_WARNING_PROPERTY = "timeLimitWarning"
+TIME_LIMIT_UNITS = ("working_hours", "working_days", "hours", "days", "minutes")
+DEFAULT_WARNING_FRACTION = 0.8
+READY_AT_KEY = "sla_ready_at"
+
+
+def parse_time_limit(value: Any, warning: Any = None) -> tuple[float, str, float]:
+    """``"4 working_hours"`` (and an optional warning fraction) → (amount, unit, fraction).
+    Raises ValueError with a message for process owners."""
+    parts = str(value or "").split()
+    if len(parts) != 2 or parts[1] not in TIME_LIMIT_UNITS:
+        raise ValueError(f"timeLimit {value!r} must be '<amount> <unit>', unit one of {', '.join(TIME_LIMIT_UNITS)}")
+    try:
+        amount = float(parts[0])
+    except ValueError:
+        raise ValueError(f"timeLimit {value!r}: {parts[0]!r} is not a number") from None
+    if not amount > 0:
+        raise ValueError(f"timeLimit {value!r} must be positive")
+    fraction = DEFAULT_WARNING_FRACTION
+    if warning not in (None, ""):
+        try:
+            fraction = float(warning)
+        except (TypeError, ValueError):
+            raise ValueError(f"timeLimitWarning {warning!r} must be a fraction such as 0.8") from None
+        if not 0 < fraction < 1:
+            raise ValueError(f"timeLimitWarning {warning!r} must be between 0 and 1")
+    return amount, parts[1], fraction
 
 
 @dataclass(frozen=True)
@@ -53,9 +86,10 @@ class ReadyTask:
     role: str | None          # role identifier the lane resolves to
     form: str | None          # form file name
     instructions: str | None  # raw instructions (Markdown/Jinja)
-    due_at: datetime | None   # interrupting boundary timer
-    warn_at: datetime | None  # non-interrupting boundary timer
+    due_at: datetime | None   # interrupting boundary timer (or the declared timeLimit)
+    warn_at: datetime | None  # non-interrupting boundary timer (or the declared limit's warning)
     process_id: str           # the (sub)process the task belongs to
+    limit_declared: bool = False  # due/warn come from the task's timeLimit property, not timers
 
 
 @dataclass(frozen=True)
@@ -244,6 +278,7 @@ class CaseRun:
                 raise ProcessFailed(_describe_failure(exc)) from exc
             except (ValueError, TypeError, KeyError, NameError) as exc:
                 raise ProcessFailed(f"{type(exc).__name__}: {exc}") from exc
+            self.engine._stamp_ready(self.workflow, at)
         return self.engine._outcome(self.workflow, before, steps)
 
 
@@ -293,11 +328,15 @@ class Engine:
         spec = task.task_spec
         properties = spec.extensions.get("properties", {}) if hasattr(spec, "extensions") else {}
         due_at = warn_at = None
-        for timer in self._boundary_timers(task):
+        timers = list(self._boundary_timers(task))
+        for timer in timers:
             if timer.interrupting:
                 due_at = timer.due_at if due_at is None else min(due_at, timer.due_at)
             else:
                 warn_at = timer.due_at if warn_at is None else min(warn_at, timer.due_at)
+        declared = None if timers else self._declared_limit(task, properties)
+        if declared is not None:
+            due_at, warn_at = declared
         return ReadyTask(
             task_id=str(task.id),
             spec_id=spec.bpmn_id or spec.name,
@@ -309,7 +348,36 @@ class Engine:
             due_at=due_at,
             warn_at=warn_at,
             process_id=task.workflow.spec.name,
+            limit_declared=declared is not None,
         )
+
+    def _declared_limit(self, task, properties) -> tuple[datetime, datetime] | None:
+        limit = properties.get(TIME_LIMIT_PROPERTY) if properties else None
+        ready_at = task.internal_data.get(READY_AT_KEY)
+        if not limit or not ready_at:
+            return None
+        try:
+            amount, unit, fraction = parse_time_limit(limit, properties.get(TIME_LIMIT_WARNING_PROPERTY))
+        except ValueError:
+            return None  # validation reports it at deploy time
+        calendar = self._calendar()
+        due = datetime.fromisoformat(calendar.deadline(amount, unit, start=ready_at)).astimezone(timezone.utc)
+        warn = datetime.fromisoformat(calendar.deadline(amount, unit, start=ready_at, fraction=fraction)).astimezone(timezone.utc)
+        return due, warn
+
+    def _calendar(self):
+        if self.calendar is None:
+            from workflows.calendar import BusinessCalendar
+
+            self.calendar = BusinessCalendar.default()
+        return self.calendar
+
+    def _stamp_ready(self, workflow: BpmnWorkflow, at: datetime) -> None:
+        """Remember (case clock) when a task with a declared time limit became ready."""
+        for task in workflow.get_tasks(state=TaskState.READY, manual=True):
+            properties = task.task_spec.extensions.get("properties", {}) if hasattr(task.task_spec, "extensions") else {}
+            if properties.get(TIME_LIMIT_PROPERTY) and READY_AT_KEY not in task.internal_data:
+                task.internal_data[READY_AT_KEY] = at.astimezone(timezone.utc).isoformat()
 
     def _boundary_timers(self, task) -> Iterable[WaitingTimer]:
         # A task with boundary events is a child of a BoundaryEventSplit; the events are its

@@ -362,7 +362,7 @@ def _project(case: Case, outcome: Outcome, at: datetime, *, new_case: bool = Fal
                 )
             )
             db.session.add(new_items[-1])
-        else:
+        elif not (task.limit_declared and item.extension_count):  # an extended declared limit lives on the item
             if (item.due_at, item.warn_at) != (task.due_at, task.warn_at):
                 # An extension moved the timers: near-due/overdue may be told again.
                 item.warn_notified_at = item.due_notified_at = None

@@ -177,3 +177,22 @@ def test_bad_requests_are_422_and_change_nothing(app, client, world, body):
 def test_unknown_ids_are_404(app, client, world):
     assert ask(client, world, 999999, reason="x", working_days=1).status_code == 404
     assert call(client, world, "POST", "/api/work-items/extensions/999999/approve", "supervisor", json={}).status_code == 404
+
+
+def test_declared_limit_without_timers_is_extended_on_the_work_item(app, client, world):
+    """incident_abcd's register task declares timeLimit "1 working_hours" (no boundary timer)."""
+    response = call(client, world, "POST", "/api/cases", "member",
+                    json={"process_id": "incident_abcd", "title": "井盖破损", "grid": "S-C1-G1", "data": {}})
+    assert response.status_code == 201, response.get_json()
+    reference = response.get_json()["reference"]
+    item = open_item(client, world, reference, "register")
+    assert item["due_at"] is not None and item["warn_at"] is not None
+    assert parse(item["warn_at"]) < parse(item["due_at"])
+    call(client, world, "POST", f"/api/work-items/{item['id']}/claim", "member")
+    ext = ask(client, world, item["id"], "member", reason="现场核实需等待物业", working_days=1).get_json()
+    response = call(client, world, "POST", f"/api/work-items/extensions/{ext['id']}/approve", "chief", json={})
+    assert response.status_code == 200, response.get_json()
+    moved = open_item(client, world, reference, "register")
+    assert parse(moved["due_at"]) == parse(ext["requested_due_at"]) and moved["extension_count"] == 1
+    approved = events(client, world, reference)[-1]
+    assert approved["kind"] == "extension_approved" and approved["payload"]["timer_task_ids"] == []

@@ -104,3 +104,72 @@ def test_refusals_change_nothing(engine, grid_quick):
     with pytest.raises(ValueError):
         run.reschedule_timer(outcome.timers[0].task_id, datetime(2026, 3, 9, 9, 0))  # naive
     assert engine.dump(run).state == before
+
+
+# --- declared time limits (timeLimit / timeLimitWarning on a user task) ------------
+
+DECLARED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="Definitions_declared" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="declared" name="声明时限" isExecutable="true">
+    <bpmn:laneSet id="LaneSet_declared">
+      <bpmn:lane id="lane_member" name="网格员">
+        <bpmn:flowNodeRef>start</bpmn:flowNodeRef><bpmn:flowNodeRef>first</bpmn:flowNodeRef>
+        <bpmn:flowNodeRef>second</bpmn:flowNodeRef><bpmn:flowNodeRef>end</bpmn:flowNodeRef>
+      </bpmn:lane>
+    </bpmn:laneSet>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="first" name="第一步">
+      <bpmn:extensionElements><spiffworkflow:properties>
+        <spiffworkflow:property name="timeLimit" value="%(limit)s" />%(warning)s
+      </spiffworkflow:properties></bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:userTask id="second" name="第二步"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="first" />
+    <bpmn:sequenceFlow id="f2" sourceRef="first" targetRef="second" />
+    <bpmn:sequenceFlow id="f3" sourceRef="second" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def declared(tmp_path, limit, warning=None):
+    folder = tmp_path / "declared"
+    folder.mkdir()
+    extra = f'\n        <spiffworkflow:property name="timeLimitWarning" value="{warning}" />' if warning else ""
+    (folder / "declared.bpmn").write_text(DECLARED % {"limit": limit, "warning": extra}, encoding="utf-8")
+    return load_folder(folder, ROLES)
+
+
+def test_a_declared_limit_gives_due_and_warning_on_the_business_calendar(tmp_path, engine):
+    from workflows.calendar import BusinessCalendar
+
+    result = declared(tmp_path, "2 working_days", "0.5")
+    assert result.ok, result.issues
+    (definition,) = result.definitions
+    run, outcome = engine.start(definition, {}, at=T0)  # Monday 09:00 Shanghai
+    (first,) = outcome.ready
+    calendar = BusinessCalendar.default()
+    assert first.limit_declared
+    assert first.due_at == calendar.add_working_days(T0, 2)
+    assert first.warn_at == calendar.add_working_days(T0, 1)
+    assert outcome.timers == ()  # no timers: the application watches it
+
+    # The start time is kept in the saved state: a later load gives the same times.
+    loaded = engine.load(definition, engine.dump(run))
+    (again,) = loaded.ready_tasks()
+    assert (again.due_at, again.warn_at) == (first.due_at, first.warn_at)
+    outcome = loaded.complete(first.task_id, {}, at=T0 + timedelta(days=1))
+    (second,) = outcome.ready
+    assert second.due_at is None and not second.limit_declared
+
+
+@pytest.mark.parametrize("limit, warning", [
+    ("2 fortnights", None), ("two working_days", None), ("0 working_hours", None), ("4", None),
+    ("4 working_hours", "1.5"), ("4 working_hours", "soon"),
+])
+def test_invalid_declared_limits_are_validation_errors(tmp_path, limit, warning):
+    result = declared(tmp_path, limit, warning)
+    assert not result.ok
+    assert any(issue.code == "time_limit_invalid" for issue in result.issues), result.issues
