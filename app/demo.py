@@ -114,6 +114,7 @@ def seed(echo: Callable[[str], None] = print) -> bool:
     _seed_cases(users)
     _seed_scenarios(users, echo)
     _seed_disclosure_board(users, echo)
+    _seed_extension(users, echo)
     echo(f"demo: street {STREET[1]}, {len(COMMUNITIES)} communities, {len(nodes) - 1 - len(COMMUNITIES)} grids, "
          f"{len(DEPARTMENTS)} departments")
     echo(f"demo accounts (password for all: {DEMO_PASSWORD}):")
@@ -148,6 +149,38 @@ def _seed_cases(users: dict[str, User]) -> None:
             item = next(i for i in work.list_work_items(users[username], work.WorkFilter(case=case.reference), page=1, page_size=10).items if i.spec_id == task)
             work.complete(rt, item.id, users[username], data, at=at + timedelta(hours=index + 1))
             commit()
+
+
+def _seed_extension(users: dict[str, User], echo: Callable[[str], None]) -> None:
+    """A case dispatched to the street department whose handler asked for an extension
+    (pending at 延期审批 for 钱督办 / 孙值班长); then the deadline scan fills the inboxes."""
+    from app.notifications.service import scan_deadlines
+    from app.work import extensions
+
+    rt = runtime()
+    at = utcnow() - timedelta(hours=6)
+    try:
+        case = cases.start_case(rt, process_id="grid_quick", title="桂花一网格井盖缺失", grid_code="GL-01-G1", data={},
+                                actor=users["wanggeyuan"], at=at)
+        commit()
+        for index, (task, username, data) in enumerate([
+            ("register", "wanggeyuan", {"category": "facility", "description": "人行道井盖缺失，已临时围挡", "location": "桂花一网格 5栋南侧", "verified": True}),
+            ("review", "shequ", {"decision": "dispatch", "opinion": "派城管办更换井盖"}),
+        ]):
+            item = next(i for i in work.list_work_items(users[username], work.WorkFilter(case=case.reference), page=1, page_size=10).items if i.spec_id == task)
+            work.complete(rt, item.id, users[username], data, at=at + timedelta(hours=index + 1))
+            commit()
+        item = next(i for i in work.list_work_items(users["bumen"], work.WorkFilter(case=case.reference), page=1, page_size=10).items if i.spec_id == "department_handle")
+        work.claim(item.id, users["bumen"], at=at + timedelta(hours=3))
+        commit()
+        extensions.request_extension(rt, item.id, users["bumen"], reason="井盖需定制，厂家供货需 3 个工作日",
+                                     working_days=3, at=at + timedelta(hours=4))
+        commit()
+        scan_deadlines()
+        commit()
+    except (DomainError, EngineError) as exc:
+        rollback()
+        echo(f"demo: extension example not seeded: {exc}")
 
 
 def _seed_disclosure_board(users: dict[str, User], echo: Callable[[str], None]) -> None:
