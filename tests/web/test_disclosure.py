@@ -292,7 +292,7 @@ def test_the_board_speaks_english_on_request(client, deliberation):
     assert "Disclosure board" in english and "Open for objections" in english and "Residents&#39; meeting" in english
 
 
-def test_counts(app):
+def test_the_board_tables_exist_after_the_migrations(app):
     """The board's tables exist after the migrations (both databases)."""
     from app.db import db
     from app.disclosure.models import FollowUp, ResolutionDisclosure
