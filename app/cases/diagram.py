@@ -102,11 +102,12 @@ def _read_drawing(version: ProcessVersion) -> ProcessDrawing:
 
 def markers_of(
     case: Case, drawing: ProcessDrawing, *, payloads: Iterable[Mapping] | None = None,
-    current_ids: Iterable[str] | None = None,
+    current_ids: Iterable[str] | None = None, waiting_ids: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Completed element ids with how often, current (open tasks) and waiting (timers),
     limited to elements the diagram draws. A caller that has already read the case's
-    events (all of them) or open work items may pass them in."""
+    events (all of them) or open work items may pass them in; the audit replay passes
+    the events up to a point and what was current and waiting then."""
     if payloads is None:
         payloads = db.session.scalars(
             select(CaseEvent.payload).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq)
@@ -122,15 +123,11 @@ def markers_of(
             if spec_id in drawing.drawn:
                 completed[spec_id] += 1
     current = sorted({spec_id for spec_id in current_ids if spec_id in drawing.drawn})
-    waiting = sorted(
-        {
-            spec_id
-            for spec_id in db.session.scalars(
-                select(Timer.spec_id).where(Timer.case_id == case.id, Timer.state == "waiting")
-            )
-            if spec_id in drawing.drawn
-        }
-    )
+    if waiting_ids is None:
+        waiting_ids = db.session.scalars(
+            select(Timer.spec_id).where(Timer.case_id == case.id, Timer.state == "waiting")
+        )
+    waiting = sorted({spec_id for spec_id in waiting_ids if spec_id in drawing.drawn})
     order = {element_id: index for index, element_id in enumerate(drawing.order)}
     return {
         "completed": [
@@ -156,10 +153,11 @@ def diagram_of(case: Case) -> dict[str, Any]:
 
 def steps_of(
     case: Case, *, payloads: Iterable[Mapping] | None = None, current_ids: Iterable[str] | None = None,
+    waiting_ids: Iterable[str] | None = None,
 ) -> list[Step]:
     """The same markers as a list in diagram order, for reading without the drawing."""
     drawing = drawing_of(case.process_version)
-    markers = markers_of(case, drawing, payloads=payloads, current_ids=current_ids)
+    markers = markers_of(case, drawing, payloads=payloads, current_ids=current_ids, waiting_ids=waiting_ids)
     steps: dict[str, Step] = {}
     for entry in markers["completed"]:
         steps[entry["id"]] = _step(drawing, entry["id"], "completed", entry["count"])

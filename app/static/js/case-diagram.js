@@ -33,26 +33,39 @@
           var canvas = viewer.get("canvas");
           var overlays = viewer.get("overlays");
           var registry = viewer.get("elementRegistry");
+          var marked = [];
 
           function mark(id, css) {
             if (registry.get(id)) {
               canvas.addMarker(id, css);
+              marked.push([id, css]);
               return true;
             }
             return false;
           }
 
-          (data.completed || []).forEach(function (entry) {
-            if (mark(entry.id, "gc-completed") && entry.count > 1) {
-              var badge = document.createElement("span");
-              badge.className = "gc-count";
-              badge.textContent = "\u00d7" + entry.count;
-              overlays.add(entry.id, { position: { top: -8, right: 8 }, html: badge });
-            }
-          });
-          (data.waiting || []).forEach(function (id) { mark(id, "gc-waiting"); });
-          (data.current || []).forEach(function (id) { mark(id, "gc-current"); });
+          // Marks one set of markers, removing the previous ones: the audit replay calls it
+          // again (container.gcShowMarkers) for each event it steps to.
+          function show(markers) {
+            marked.forEach(function (pair) { canvas.removeMarker(pair[0], pair[1]); });
+            marked = [];
+            overlays.remove({ type: "gc-count" });
+            (markers.completed || []).forEach(function (entry) {
+              if (mark(entry.id, "gc-completed") && entry.count > 1) {
+                var badge = document.createElement("span");
+                badge.className = "gc-count";
+                badge.textContent = "\u00d7" + entry.count;
+                overlays.add(entry.id, "gc-count", { position: { top: -8, right: 8 }, html: badge });
+              }
+            });
+            (markers.waiting || []).forEach(function (id) { mark(id, "gc-waiting"); });
+            (markers.current || []).forEach(function (id) { mark(id, "gc-current"); });
+          }
+
+          show(data);
           canvas.zoom("fit-viewport");
+          container.gcShowMarkers = show;
+          container.dispatchEvent(new CustomEvent("gc-diagram-ready", { bubbles: true }));
         });
       })
       .catch(function (error) {
