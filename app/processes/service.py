@@ -22,7 +22,24 @@ class DeployReport:
 
 
 def deploy_folder(path: str | Path, rt: Runtime, *, deployed_by: str | None = None, note: str | None = None) -> DeployReport:
-    return _deploy(load_folder(path, rt.roles), rt, deployed_by, note)
+    result = load_folder(path, rt.roles)
+    prefix = _library_prefix(path)
+    if prefix and not result.issues:
+        # One process folder of the library (`gridcase process deploy bpmn/<process>`): name its
+        # files as a whole-library deploy does (<process>/<file>), so the same content gets the
+        # same content hash and is recognised as the version already deployed.
+        files = {f"{prefix}/{name}": content for d in result.definitions for name, content in d.files.items()}
+        result = load_files(files, rt.roles)
+    return _deploy(result, rt, deployed_by, note)
+
+
+def _library_prefix(path: str | Path) -> str | None:
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return None
+    root, folder = Path(current_app.config["PROCESS_LIBRARY"]).resolve(), Path(path).resolve()
+    return folder.relative_to(root).as_posix() if folder != root and folder.is_relative_to(root) else None
 
 
 def deploy_files(files: dict[str, bytes], rt: Runtime, *, deployed_by: str | None = None, note: str | None = None) -> DeployReport:

@@ -142,3 +142,23 @@ def test_draft_upload_validate_scenarios_deploy_and_migrate(app, client, owner):
     assert response.status_code == 200, response.get_json()
     case = call(client, owner, "GET", f"/api/cases/{reference}", "admin").get_json()
     assert case["process"]["version"] == 2, case
+
+
+def test_cli_deploys_one_process_folder_git_style(app, owner, tmp_path):
+    """`gridcase process deploy bpmn/<process>`: the seed files stay deployable one process at a time;
+    the same content is recognised as the version already deployed from the whole library."""
+    import shutil
+    from pathlib import Path
+
+    runner = app.test_cli_runner()
+    folder = Path(app.config["PROCESS_LIBRARY"]) / "grid_quick"
+    result = runner.invoke(args=["process", "deploy", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "unchanged grid_quick v1" in result.output
+    copy = tmp_path / "grid_quick"
+    shutil.copytree(folder, copy)
+    bpmn = copy / "grid_quick.bpmn"
+    bpmn.write_text(bpmn.read_text(encoding="utf-8").replace('name="结案"', 'name="值班长结案"', 1), encoding="utf-8")
+    result = runner.invoke(args=["process", "deploy", str(copy), "--note", "rename"])
+    assert result.exit_code == 0, result.output
+    assert "deployed grid_quick v2" in result.output
