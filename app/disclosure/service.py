@@ -428,6 +428,18 @@ def followups_for(user: User, *, month: str | None) -> list[FollowUp]:
     return list(db.session.scalars(query.order_by(FollowUp.month.desc(), GridNode.code).limit(500)))
 
 
+def pending_followups(user: User) -> int:
+    """Follow-ups in the user's scope not yet called back (the navigation badge)."""
+    paths = _supervised_paths(user)
+    if paths is not None and not paths:
+        return 0
+    query = (select(func.count()).select_from(FollowUp).join(GridNode, GridNode.id == FollowUp.community_id)
+             .where(FollowUp.called_back_at.is_(None)))
+    if paths is not None:
+        query = query.where(or_(*(GridNode.path.startswith(path) for path in paths)))
+    return db.session.scalar(query) or 0
+
+
 def record_callback(user: User, followup_id: int, *, note: str, at: datetime) -> FollowUp:
     """The supervisor called the community back: who and when; on time when by the due day."""
     record = db.session.scalar(select(FollowUp).where(FollowUp.id == followup_id).with_for_update(of=FollowUp))

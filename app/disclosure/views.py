@@ -11,11 +11,14 @@ URLs
 """
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import pgettext
 from flask_login import current_user, login_required
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.cases.service import add_step_listener
 from app.db import commit, rollback
@@ -29,6 +32,7 @@ from app.runtime import runtime
 from app.web import NavItem, add_nav
 from workflows.errors import EngineError
 
+log = logging.getLogger(__name__)
 bp = Blueprint("disclosure", __name__, url_prefix="/disclosure")
 
 ANONYMOUS = "居民（未署名）"  # what the process reads as 异议人 when no name is given
@@ -44,7 +48,15 @@ def register(app) -> None:
     register_periodic(jobs.JOB_NAME, "app.disclosure.jobs.monthly_followup", jobs.EVERY_SECONDS)
     add_nav(NavItem("disclosure.board", _l("Disclosure board"), public=True))
     roles = frozenset(app.config.get("DISCLOSURE_FOLLOWUP_ROLES", ("supervisor", "duty_chief")))
-    add_nav(NavItem("disclosure.followups", _l("Monthly follow-up"), roles=roles))
+    add_nav(NavItem("disclosure.followups", _l("Monthly follow-up"), roles=roles, count=_pending_badge))
+
+
+def _pending_badge(user) -> int | None:
+    try:
+        return service.pending_followups(user)
+    except SQLAlchemyError:  # never let a badge break the page it decorates
+        log.exception("could not count pending follow-ups")
+        return None
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 implementation status; supervisors record the call back (on time when by the 20th)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -125,6 +126,8 @@ def test_supervisors_record_the_call_back_on_time_or_late(app, client, november,
     assert page.status_code == 200 and "C1社区 · 2026-11" in html and "C2社区 · 2026-11" in html
     assert "十一月已实施" in html and "已实施" in html and "实施中" in html and "已逾期" in html
     assert "回访截止：2026-12-20" in html and "十月议题" not in html
+    # the navigation badge: two communities to call back
+    assert re.search(r'href="/disclosure/followups"[^>]*>\s*每月回访 <span class="badge" data-count="2">', html)
 
     clock(local(12, 18))
     response = callback(client, ids["S-C1 2026-11"], note="社区书记电话确认：充电棚施工中。")
