@@ -221,7 +221,7 @@ def setup_command(demo):
 @with_appcontext
 def serve_command(host, port, threads):
     """Serve with waitress (a production WSGI server). Without REDIS_URL, a background
-    sweeper in this process fires due timers."""
+    sweeper in this process fires due timers and runs the other periodic jobs."""
     import waitress
 
     app = current_app._get_current_object()
@@ -235,18 +235,14 @@ def serve_command(host, port, threads):
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="work until the queue is empty, then stop")
-@click.option("--no-sweep", is_flag=True, help="do not run the periodic timer sweep in this process")
 @with_appcontext
-def worker_command(burst, no_sweep):
-    """Run an rq worker (needs REDIS_URL) with the app context; it also sweeps for
-    due timers that a lost job missed."""
-    from app.jobs import start_sweeper
-    from app.queue import make_worker
+def worker_command(burst):
+    """Run an rq worker (needs REDIS_URL) with the app context. It runs timer jobs and
+    follow-up jobs, enqueues the periodic jobs (the timer sweep among them) when due,
+    finishes the current job on SIGTERM and reconnects after a Redis outage."""
+    from app.queue import run_worker
 
     app = current_app._get_current_object()
     if not app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: in embedded mode `gridcase serve` fires timers itself")
-    if not burst and not no_sweep:
-        start_sweeper(app)
-    worker = make_worker(app)
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    sys.exit(run_worker(app, burst=burst))
