@@ -326,5 +326,5 @@ def fold_cases(case_ids: list[int], calendar: Any) -> None:
     values = [fold(headers[case_id], events[case_id], calendar, dept_fields)
               for case_id in case_ids if case_id in headers and events[case_id]]
     db.session.execute(delete(CaseFacts).where(CaseFacts.case_id.in_(case_ids)))
-    if values:
-        db.session.execute(insert(CaseFacts), values)
+    if values:  # Core executemany: the driver pipelines the rows (no ORM bookkeeping)
+        db.session.connection().execute(CaseFacts.__table__.insert(), values)

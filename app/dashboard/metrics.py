@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import calendar as _calendar
 import math
+from functools import lru_cache
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -26,7 +27,7 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, case, func, or_
+from sqlalchemy import and_, bindparam, case, func, or_
 
 from app.dashboard.facts import LEVELS, SATISFIED
 from app.dashboard.models import CaseFacts as F
@@ -134,20 +135,34 @@ def _date(name: str, value: str | None) -> date:
 
 
 # -- counters: conditional counts over the facts for one period --------------------------
-def _within(column, p: Period):
-    return and_(column.is_not(None), column >= p.start_at, column < p.end_at)
+# The period enters every condition as two bound parameters, so each statement is built once,
+# compiled once (SQLAlchemy's cache) and only executed with new dates.
+def period_params(p: Period, suffix: str = "") -> dict[str, datetime]:
+    return {f"p_start{suffix}": p.start_at, f"p_end{suffix}": p.end_at}
 
 
-def _not_by_end(column, p: Period):
-    return or_(column.is_(None), column >= p.end_at)
+class _Bounds:
+    def __init__(self, suffix: str = ""):
+        self.start = bindparam(f"p_start{suffix}", type_=F.reported_at.type)
+        self.end = bindparam(f"p_end{suffix}", type_=F.reported_at.type)
+
+
+def _within(column, p: _Bounds):
+    return and_(column.is_not(None), column >= p.start, column < p.end)
+
+
+def _not_by_end(column, p: _Bounds):
+    return or_(column.is_(None), column >= p.end)
 
 
 def _before_red(column):
     return or_(F.first_red_at.is_(None), F.first_red_at > column)
 
 
-def conditions(p: Period) -> dict[str, Any]:
-    """Each counter's SQL condition for period ``p`` (summed as 1/0, or as a value)."""
+def conditions(suffix: str = "") -> dict[Any, Any]:
+    """Each counter's SQL condition for the period bound as p_start<suffix>/p_end<suffix>
+    (summed as 1/0, or, for (name, column) keys, as the column's value)."""
+    p = _Bounds(suffix)
     closed = _within(F.closed_at, p)
     hung = and_(F.outcome == "hung", _within(F.ended_at, p))
     due_unclosed = and_(_within(F.first_red_at, p), _not_by_end(F.ended_at, p))
@@ -164,7 +179,7 @@ def conditions(p: Period) -> dict[str, Any]:
         "reported": _within(F.reported_at, p),
         "intake": _within(F.intake_at, p),
         "accepted": accepted,
-        "dispatched": and_(accepted, F.dispatched_at.is_not(None), F.dispatched_at < p.end_at),
+        "dispatched": and_(accepted, F.dispatched_at.is_not(None), F.dispatched_at < p.end),
         "handled": handled,
         "handled_on_time": and_(handled, _before_red(F.handled_at)),
         "due_unhandled": due_unhandled,
@@ -178,8 +193,8 @@ def conditions(p: Period) -> dict[str, Any]:
         "extended": and_(should_close, F.extension_count > 0),
         "yellow": _within(F.first_yellow_at, p),
         "red": _within(F.first_red_at, p),
-        "red_open": and_(F.first_red_at.is_not(None), F.first_red_at < p.end_at, _not_by_end(F.ended_at, p),
-                         F.reported_at < p.end_at),
+        "red_open": and_(F.first_red_at.is_not(None), F.first_red_at < p.end, _not_by_end(F.ended_at, p),
+                         F.reported_at < p.end),
         "closed_classed": classed,
         "closed_a": and_(classed, F.closed_level == "A"),
         "closed_ab": and_(classed, F.closed_level.in_(("A", "B"))),
@@ -203,19 +218,24 @@ def conditions(p: Period) -> dict[str, Any]:
     }
 
 
-def counter_columns(p: Period, prefix: str = "") -> list[Any]:
+def _column(key: Any, condition: Any, label: str) -> Any:
+    value = key[1] if isinstance(key, tuple) else 1
+    return func.coalesce(func.sum(case((condition, value), else_=0)), 0).label(label)
+
+
+@lru_cache(maxsize=None)
+def counter_columns(suffix: str = "", only: tuple[str, ...] | None = None) -> tuple[Any, ...]:
+    """The SUM(CASE …) columns of every counter (or of ``only``), labelled <name><suffix>. Built once."""
     columns = []
-    for key, condition in conditions(p).items():
-        if isinstance(key, tuple):
-            name, value = key
-            columns.append(func.coalesce(func.sum(case((condition, value), else_=0)), 0).label(prefix + name))
-        else:
-            columns.append(func.coalesce(func.sum(case((condition, 1), else_=0)), 0).label(prefix + key))
-    return columns
+    for key, condition in conditions(suffix).items():
+        name = key[0] if isinstance(key, tuple) else key
+        if only is None or name in only:
+            columns.append(_column(key, condition, name + suffix))
+    return tuple(columns)
 
 
 def counter_names() -> list[str]:
-    return [key[0] if isinstance(key, tuple) else key for key in conditions(Period("month", date(2000, 1, 1), date(2000, 2, 1)))]
+    return [key[0] if isinstance(key, tuple) else key for key in conditions()]
 
 
 # -- metric definitions ---------------------------------------------------------------

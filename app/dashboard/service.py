@@ -110,14 +110,16 @@ def department_names() -> dict[str, str]:
     return {d.code: d.name for d in db.session.scalars(select(Department))}
 
 
-def grid_options(user: User) -> list[GridNode]:
-    query = select(GridNode).order_by(GridNode.path)
+def grid_options(user: User) -> list[Any]:
+    """Grid nodes in scope (street to grid, tree order) as light rows: code, name, level, path."""
+    query = select(GridNode.code, GridNode.name, GridNode.level, GridNode.path).where(
+        GridNode.level.in_(("street", "community", "block", "grid"))).order_by(GridNode.path)
     paths = scope_paths(user)
     if paths is not None:
         if not paths:
             return []
         query = query.where(or_(*[GridNode.path.startswith(p) for p in paths]))
-    return [node for node in db.session.scalars(query) if node.level in ("street", "community", "block", "grid")]
+    return list(db.session.execute(query))
 
 
 def _conditions(user: User, filters: Filters) -> list[Any]:
@@ -151,16 +153,18 @@ def catch_up() -> int:
 
 # -- queries --------------------------------------------------------------------------
 def counts(user: User, filters: Filters, period: m.Period) -> dict[str, float]:
-    row = db.session.execute(select(*m.counter_columns(period)).where(*_conditions(user, filters))).one()
+    row = db.session.execute(select(*m.counter_columns()).where(*_conditions(user, filters)),
+                             m.period_params(period)).one()
     return {key: float(value or 0) for key, value in row._mapping.items()}
 
 
 def grouped_counts(user: User, filters: Filters) -> list[tuple[str, str | None, dict[str, float]]]:
     """Counters of the current period per (grid path, department): rankings roll these up."""
     rows = db.session.execute(
-        select(F.grid_path, F.department, *m.counter_columns(filters.period))
+        select(F.grid_path, F.department, *m.counter_columns())
         .where(*_conditions(user, filters))
-        .group_by(F.grid_path, F.department)
+        .group_by(F.grid_path, F.department),
+        m.period_params(filters.period),
     )
     result = []
     for row in rows:
@@ -252,12 +256,12 @@ def trend(user: User, filters: Filters) -> list[dict[str, Any]]:
         months.append(m.parse_period(f"{year:04d}-{month:02d}"))
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     months.reverse()
-    columns = []
+    columns = [column for index in range(TREND_MONTHS)
+               for column in m.counter_columns(f"_{index}", ("reported", "closed", "closed_on_time", "should_close"))]
+    params: dict[str, Any] = {}
     for index, period in enumerate(months):
-        conditions = m.conditions(period)
-        for key in ("reported", "closed", "closed_on_time", "should_close"):
-            columns.append(_count_column(conditions[key], f"{key}_{index}"))
-    row = db.session.execute(select(*columns).where(*_conditions(user, filters))).one()._mapping
+        params.update(m.period_params(period, f"_{index}"))
+    row = db.session.execute(select(*columns).where(*_conditions(user, filters)), params).one()._mapping
     result = []
     for index, period in enumerate(months):
         should = row[f"should_close_{index}"]
@@ -268,12 +272,6 @@ def trend(user: User, filters: Filters) -> list[dict[str, Any]]:
             "ontime_closing_rate": (row[f"closed_on_time_{index}"] / should) if should else None,
         })
     return result
-
-
-def _count_column(condition: Any, label: str) -> Any:
-    from sqlalchemy import case
-
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0).label(label)
 
 
 RANKING_METRICS = ("ontime_closing_rate", "closing_rate", "ontime_handling_rate", "satisfaction_rate", "mean_hours")
@@ -332,7 +330,7 @@ def grid_tree(user: User, filters: Filters, *, now: datetime | None = None) -> l
     if filters.process:
         query = query.where(WorkItem.process_id == filters.process)
     counts_by_path = [(path, int(n), int(overdue)) for path, n, overdue in db.session.execute(query.group_by(WorkItem.grid_path))]
-    nodes = grid_options(user) if paths is not None else list(db.session.scalars(select(GridNode).order_by(GridNode.path)))
+    nodes = grid_options(user)
     if filters.grid:
         root = db.session.scalar(select(GridNode).where(GridNode.code == filters.grid))
         nodes = [n for n in nodes if n.path.startswith(root.path)]
