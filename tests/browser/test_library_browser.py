@@ -189,3 +189,33 @@ def test_process_owner_edits_deploys_and_migrates(app, page, live_server, with_p
     assert result.exit_code == 0, result.output
     page.goto(f"/cases/{running}")
     shot(page, "13-case-page")
+
+
+def test_dmn_tables_and_form_files_in_the_draft(app, page, live_server, with_passwords):
+    """The decision table opens in dmn-js; a form file is edited as text: invalid JSON is
+    refused in place before saving, valid JSON is saved into the draft."""
+    _owner(app)
+    login(page, live_server, "owner")
+    page.goto("/library/incident_abcd")
+    with page.expect_navigation():
+        page.locator("#open-draft").click()
+    page.wait_for_selector("#lib-editor[data-ready=true]")
+
+    page.locator(".lib-files a", has_text="incident_catalogue.dmn").click()
+    page.wait_for_selector("#lib-editor[data-kind=dmn][data-ready=true]")
+    page.wait_for_selector(".tjs-table")  # the decision table is shown
+    assert page.locator(".tjs-table tbody tr").count() > 10
+    shot(page, "01-decision-table")
+
+    page.locator(".lib-files a", has_text="register.form.json").first.click()
+    page.wait_for_selector("#lib-editor[data-kind=json][data-ready=true]")
+    text = page.locator("#file-text")
+    original = text.input_value()
+    text.fill(original.rstrip().rstrip("}"))
+    page.locator("#save-draft").click()
+    page.wait_for_function("document.getElementById('editor-status').textContent.indexOf('JSON') >= 0")
+    shot(page, "02-invalid-json-refused")
+    text.fill(original.replace('"title"', '"title"', 1))
+    page.locator("#save-draft").click()
+    page.wait_for_function("document.getElementById('editor-status').textContent === '已保存。'")
+    shot(page, "03-form-saved")

@@ -162,3 +162,42 @@ def test_cli_deploys_one_process_folder_git_style(app, owner, tmp_path):
     result = runner.invoke(args=["process", "deploy", str(copy), "--note", "rename"])
     assert result.exit_code == 0, result.output
     assert "deployed grid_quick v2" in result.output
+
+
+def test_unsafe_cases_are_listed_with_the_reason_and_stay(app, client, owner):
+    from tests.grid_quick_data import REGISTER as GQ_REGISTER
+    from tests.integration.helpers import complete
+
+    def start(title):
+        response = call(client, owner, "POST", "/api/cases", "member",
+                        json={"process_id": "grid_quick", "title": title, "grid": "S-C1-G1", "data": {}})
+        return response.get_json()["reference"]
+
+    waiting, moved_on = start("还在登记"), start("已登记")
+    assert complete(client, owner, moved_on, "register", "member", GQ_REGISTER).status_code == 200
+    # v2 renames the first task: unsafe for both (one has it ready, one completed it)… and
+    # v2 also renames close: only that would be safe. Rename register only.
+    text = bpmn_of(app).decode("utf-8")
+    import re
+
+    register = re.search(r'<bpmn:userTask id="register" name="([^"]+)"', text)
+    changed = text.replace(register.group(0), register.group(0).replace(register.group(1), register.group(1) + "（新）"), 1)
+    assert upload(client, owner, {"grid_quick.bpmn": changed.encode()}).status_code == 200
+    assert call(client, owner, "POST", "/api/library/grid_quick/draft/deploy", "owner", json={}).status_code == 201
+    before = counts(app)
+    response = call(client, owner, "POST", "/api/library/grid_quick/migrations", "owner",
+                    json={"from_version": 1, "to_version": 2})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["migrated"] == []
+    reasons = {s["reference"]: s["reason"] for s in body["skipped"]}
+    assert set(reasons) == {waiting, moved_on}
+    assert "register" in reasons[waiting] and "ready" in reasons[waiting]
+    assert "register" in reasons[moved_on] and "completed" in reasons[moved_on]
+    one = call(client, owner, "POST", "/api/library/grid_quick/migrations", "owner",
+               json={"reference": waiting, "to_version": 2})
+    assert one.status_code == 409 and one.get_json()["error"]["code"] == "migration_unsafe"
+    assert counts(app) == before
+    for reference in (waiting, moved_on):
+        case = call(client, owner, "GET", f"/api/cases/{reference}", "admin").get_json()
+        assert case["process"]["version"] == 1

@@ -179,3 +179,16 @@ def test_editor_save_validate_scenarios_deploy_diff_and_migrate(app, owner_clien
         assert event.payload["content_hash"] == case.process_version.content_hash
         assert event.payload["check"]["safe"] is True
         db.session.remove()
+
+
+def test_draft_shows_who_and_can_be_discarded(app, owner_client):
+    editor = _open(owner_client).get_data(as_text=True)
+    assert "owner" in editor
+    assert "incident" not in counts(app)[2][0][0]
+    page = owner_client.get("/library").get_data(as_text=True)
+    assert "owner" in page  # the draft and who has it
+    response = owner_client.post("/library/grid_quick/draft/discard", data={"csrf_token": csrf_token(editor)})
+    assert response.status_code == 302
+    assert counts(app)[2] == []
+    # the versions are untouched and a new draft can be opened again
+    assert owner_client.get("/library/grid_quick/draft").status_code == 302

@@ -204,12 +204,13 @@
     (data.coverage || []).forEach(function (c) {
       var p = document.createElement("p");
       p.className = "coverage-line";
-      p.textContent = c.line;
+      p.textContent = (coverage.getAttribute("data-template") || c.line)
+        .replace("{hit}", c.hit).replace("{total}", c.total).replace("{percent}", c.percent);
       coverage.appendChild(p);
       c.missed.forEach(function (m) {
         var miss = document.createElement("div");
         miss.className = "muted";
-        miss.textContent = "· " + m;
+        miss.textContent = "· " + (coverage.getAttribute("data-missed") || "") + " " + m;
         coverage.appendChild(miss);
       });
     });
