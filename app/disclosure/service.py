@@ -245,10 +245,15 @@ def previous_month(at: datetime) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
-def archive(at: datetime, *, community: GridNode | None, month: str | None, page: int, page_size: int) -> Page:
-    """Resolutions whose posting window has closed (or that were withdrawn), newest first."""
-    query = select(ResolutionDisclosure).where(
-        or_(ResolutionDisclosure.window_ends_at <= at, ResolutionDisclosure.withdrawn_at.is_not(None)))
+def archive(at: datetime, *, community: GridNode | None, month: str | None, page: int, page_size: int,
+            state: str = "archived") -> Page:
+    """Resolutions whose posting window has closed (or that were withdrawn), newest first;
+    ``state`` "open": those in their window; "all": both."""
+    query = select(ResolutionDisclosure)
+    if state == "archived":
+        query = query.where(or_(ResolutionDisclosure.window_ends_at <= at, ResolutionDisclosure.withdrawn_at.is_not(None)))
+    elif state == "open":
+        query = query.where(ResolutionDisclosure.window_ends_at > at, ResolutionDisclosure.withdrawn_at.is_(None))
     if community is not None:
         query = query.where(ResolutionDisclosure.community_id == community.id)
     if month is not None:
@@ -454,7 +459,7 @@ def record_callback(user: User, followup_id: int, *, note: str, at: datetime) ->
     if len(note) > 1000:
         raise InvalidInput("note too long", code="note_too_long", fields={"note": ["at most 1000 characters"]})
     record.called_back_at = at
-    record.called_back_by_id = user.id
+    record.called_back_by = user
     record.called_back_on_time = at.astimezone(LOCAL).date() <= record.due_on
     record.note = note or None
     db.session.flush()

@@ -190,3 +190,25 @@ def test_the_cli_runs_the_follow_up_for_a_month(app, november, clock):
     assert october.exit_code == 0 and "1 community record(s)" in october.output
     bad = runner.invoke(args=["disclosure", "followup", "--month", "November"])
     assert bad.exit_code == 2 and "2026-11" in bad.output
+
+
+def test_the_follow_up_over_the_api(app, client, world, november, clock):
+    from tests.integration.helpers import call
+
+    clock(local(12, 3))
+    run_job(app)
+    listed = call(client, world, "GET", "/api/disclosure/followups?month=2026-11", "supervisor")
+    assert listed.status_code == 200
+    by_community = {r["community"]["code"]: r for r in listed.get_json()}
+    assert set(by_community) == {"S-C1", "S-C2"} and by_community["S-C1"]["due_on"] == "2026-12-20"
+    assert {i["status"] for i in by_community["S-C1"]["items"]} == {"implemented", "in_progress"}
+    assert call(client, world, "GET", "/api/disclosure/followups", "member").status_code == 403
+    assert call(client, world, "GET", "/api/disclosure/followups", None).status_code == 401
+    record_id = by_community["S-C2"]["id"]
+    assert call(client, world, "POST", f"/api/disclosure/followups/{record_id}/callback", "member", json={}).status_code == 403
+    clock(local(12, 20, 23))
+    done = call(client, world, "POST", f"/api/disclosure/followups/{record_id}/callback", "chief", json={"note": "已电话回访"})
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["called_back_by"] == "chief" and done.get_json()["called_back_on_time"] is True
+    again = call(client, world, "POST", f"/api/disclosure/followups/{record_id}/callback", "chief", json={})
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "already_called_back"

@@ -301,3 +301,25 @@ def test_the_board_tables_exist_after_the_migrations(app):
         for model in (ResolutionDisclosure, FollowUp):
             assert db.session.scalar(select(func.count()).select_from(model)) is not None
         db.session.remove()
+
+
+def test_the_board_over_the_api_for_other_channels(app, client, deliberation):
+    open_id, _ = deliberation(days_ago=1)
+    closed_id, _ = deliberation(days_ago=8, topic="已过公示期的议题")
+    everything = client.get("/api/disclosure/resolutions")
+    assert everything.status_code == 200 and everything.get_json()["total"] == 2
+    opened = client.get("/api/disclosure/resolutions?state=open").get_json()
+    assert [r["id"] for r in opened["items"]] == [open_id]
+    item = opened["items"][0]
+    assert item["votes"] == {"due": 120, "present": 86, "votes_for": 71, "votes_against": 9, "abstain": 6}
+    assert item["accepting_objections"] is True and item["community"] == {"code": "S-C1", "name": "C1社区"}
+    assert "13812345678" not in everything.get_data(as_text=True)
+    archived = client.get("/api/disclosure/resolutions?state=archived").get_json()
+    assert [r["id"] for r in archived["items"]] == [closed_id] and archived["items"][0]["accepting_objections"] is False
+    assert client.get(f"/api/disclosure/resolutions/{open_id}").get_json()["topic"] == TOPIC
+    missing = client.get("/api/disclosure/resolutions/999999")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "unknown_resolution"
+    bad = client.get("/api/disclosure/resolutions?month=2026-13")
+    assert bad.status_code == 422 and bad.get_json()["error"]["fields"] == {"month": ["use YYYY-MM"]}
+    assert client.get("/api/disclosure/resolutions?state=later").status_code == 422
+    assert client.get("/api/disclosure/demands").get_json()["total"] == 0
