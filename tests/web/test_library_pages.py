@@ -98,11 +98,10 @@ def test_hostile_page_uploads_are_refused_in_place(app, owner_client):
     assert editor.status_code == 200
     csrf = csrf_token(editor.get_data(as_text=True))
     before = counts(app)
-    cases = {
-        "grid_quick.bpmn": b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a SYSTEM "file:///etc/passwd">]><x>&a;</x>',
-        "register.form.json": b"{oops",
-    }
-    for name, content in cases.items():
+    from tests.integration.test_library_api import hostile_files
+
+    cases = [(name, content) for name, content, _ in hostile_files(app).values()]
+    for name, content in cases:
         response = owner_client.post("/library/grid_quick/draft/upload", content_type="multipart/form-data",
                                      data={"csrf_token": csrf, "files": [(io.BytesIO(content), name)]})
         assert response.status_code == 422
@@ -192,3 +191,21 @@ def test_draft_shows_who_and_can_be_discarded(app, owner_client):
     assert counts(app)[2] == []
     # the versions are untouched and a new draft can be opened again
     assert owner_client.get("/library/grid_quick/draft").status_code == 302
+
+
+def test_a_stale_editor_cannot_overwrite_a_newer_save(app, owner_client):
+    editor = _open(owner_client).get_data(as_text=True)
+    headers = {"X-CSRFToken": csrf_token(editor)}
+    name = re.search(r'data-file="([^"]+)"', editor).group(1)
+    revision = int(re.search(r'data-revision="(\d+)"', editor).group(1))
+    xml = owner_client.get(f"/library/grid_quick/draft/files/{name}").get_data(as_text=True)
+    first = owner_client.post(f"/library/grid_quick/draft/files/{name}", headers=headers,
+                              json={"content": xml.replace('name="结案"', 'name="结案A"', 1), "revision": revision})
+    assert first.status_code == 200
+    before = counts(app)
+    stale = owner_client.post(f"/library/grid_quick/draft/files/{name}", headers=headers,
+                              json={"content": xml.replace('name="结案"', 'name="结案B"', 1), "revision": revision})
+    assert stale.status_code == 409 and stale.get_json()["error"]["code"] == "draft_changed"
+    assert counts(app) == before
+    bad = owner_client.post(f"/library/grid_quick/draft/files/{name}", headers=headers, json={"content": 5})
+    assert bad.status_code == 422 and counts(app) == before
