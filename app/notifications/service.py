@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from flask import current_app
-from sqlalchemy import func, insert, literal, or_, select, update
+from sqlalchemy import Integer, String, Text, bindparam, func, insert, literal, or_, select, update
 
 from app.cases.models import Case
 from app.db import db
@@ -102,13 +102,50 @@ def describe_item(name: str, title: str) -> str:
     return f"{name} · {title}"
 
 
+_NEW_WORK_INSERTS: dict[bool, Any] = {}
+
+
+def _new_work_insert(by_department: bool) -> Any:
+    """INSERT … SELECT of new-work notices, built once per process (bind parameters only),
+    so a step pays for one statement and no SQL construction or compilation."""
+    statement = _NEW_WORK_INSERTS.get(by_department)
+    if statement is None:
+        ra, grid, user = RoleAssignment.__table__, GridNode.__table__, User.__table__
+        query = (
+            select(
+                user.c.id, literal(KIND_NEW_WORK), bindparam("case_id", type_=Integer),
+                bindparam("reference", type_=String), bindparam("item_id", type_=Integer),
+                bindparam("text", type_=Text), bindparam("at", type_=UTCDateTime),
+            )
+            .distinct()
+            .select_from(ra.join(grid, grid.c.id == ra.c.grid_node_id).join(user, user.c.id == ra.c.user_id))
+            .where(ra.c.role == bindparam("role", type_=String),
+                   bindparam("grid_path", type_=String).startswith(grid.c.path),
+                   user.c.is_active.is_(True))
+        )
+        if by_department:
+            query = query.where(user.c.department_id == bindparam("department_id", type_=Integer))
+        statement = Notification.__table__.insert().from_select(
+            ["user_id", "kind", "case_id", "case_reference", "work_item_id", "text", "created_at"], query,
+        )
+        _NEW_WORK_INSERTS[by_department] = statement
+    return statement
+
+
 def on_work_ready(case: Case, items: list[WorkItem], at: datetime) -> None:
-    """cases.WORK_READY_HOOKS: tell the people who may claim each new work item."""
+    """cases.WORK_READY_HOOKS: tell the people who may claim each new work item (one
+    INSERT … SELECT per item; department routing as in app.work.service.visible_to)."""
+    config = current_app.config
     for item in items:
-        if not item.role or item.role in current_app.config["NOTIFY_SKIP_ROLES"]:
+        if not item.role or item.role in config["NOTIFY_SKIP_ROLES"]:
             continue
-        notify(holders_of([item.role], item.grid_path, item.department_id), KIND_NEW_WORK, case=case,
-               work_item_id=item.id, text=describe_item(item.name, case.title), at=at)
+        by_department = item.department_id is not None and item.role in config["DEPARTMENT_ROLES"]
+        params = {"case_id": case.id, "reference": case.reference, "item_id": item.id,
+                  "text": describe_item(item.name, case.title)[:TEXT_MAX], "at": at, "role": item.role,
+                  "grid_path": item.grid_path}
+        if by_department:
+            params["department_id"] = item.department_id
+        db.session.execute(_new_work_insert(by_department), params)
 
 
 def on_event(case: Case, event) -> None:

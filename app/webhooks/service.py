@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from flask import current_app
-from sqlalchemy import insert, literal, or_, select, update
+from sqlalchemy import Integer, String, Text, bindparam, literal, or_, select, update
 
 from app.db import db
 from app.errors import InvalidInput, NotFound
@@ -124,23 +124,36 @@ def body_of(case, event) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-def on_event(case, event) -> None:
-    """One INSERT … SELECT of a delivery per active endpoint that wants this kind."""
-    at = event.at
-    query = select(
-        WebhookEndpoint.id, literal(case.reference), literal(event.seq), literal(event.kind),
-        literal(body_of(case, event)), literal(DELIVERY_PENDING), literal(0), literal(at, UTCDateTime),
-        literal(at, UTCDateTime),
-    ).where(
-        WebhookEndpoint.active.is_(True),
-        or_(WebhookEndpoint.kinds == "", WebhookEndpoint.kinds.contains(f",{event.kind},")),
-    )
-    result = db.session.execute(
-        insert(WebhookDelivery).from_select(
+_INSERT = None
+
+
+def _delivery_insert():
+    """The INSERT … SELECT, built once per process (bind parameters only): a step pays for
+    one statement, and nothing else, when no endpoint is configured."""
+    global _INSERT
+    if _INSERT is None:
+        endpoint = WebhookEndpoint.__table__
+        query = select(
+            endpoint.c.id, bindparam("reference", type_=String), bindparam("seq", type_=Integer),
+            bindparam("kind", type_=String), bindparam("body", type_=Text), literal(DELIVERY_PENDING), literal(0),
+            bindparam("at", type_=UTCDateTime), bindparam("next_at", type_=UTCDateTime),
+        ).where(
+            endpoint.c.active.is_(True),
+            or_(endpoint.c.kinds == "", endpoint.c.kinds.like(bindparam("pattern", type_=String))),
+        )
+        _INSERT = WebhookDelivery.__table__.insert().from_select(
             ["endpoint_id", "case_reference", "seq", "event_kind", "body", "status", "attempts", "created_at",
              "next_attempt_at"], query,
         )
-    )
+    return _INSERT
+
+
+def on_event(case, event) -> None:
+    """One INSERT … SELECT of a delivery per active endpoint that wants this kind."""
+    result = db.session.execute(_delivery_insert(), {
+        "reference": case.reference, "seq": event.seq, "kind": event.kind, "body": body_of(case, event),
+        "at": event.at, "next_at": event.at, "pattern": f"%,{event.kind},%",
+    })
     if result.rowcount:
         from app import queue
 
