@@ -80,11 +80,15 @@ def callback(client, record_id: int, note: str = ""):
                        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "note": note})
 
 
-def test_the_job_is_registered_to_run_daily(app):
-    from app.jobs import PERIODIC_JOBS
+def test_the_job_is_registered_to_run_daily(app, november, clock):
+    from app.jobs import PERIODIC_JOBS, run_periodic_job
 
     job = PERIODIC_JOBS["disclosure_monthly_followup"]
     assert job.func == "app.disclosure.jobs.monthly_followup" and job.every_seconds == 24 * 3600
+    clock(local(12, 2))
+    with app.app_context():
+        assert run_periodic_job("disclosure_monthly_followup") == 2  # as the worker and the sweeper run it
+    assert set(records(app)) == {"S-C1 2026-11", "S-C2 2026-11"}
 
 
 def test_the_job_lists_last_months_resolutions_per_community_idempotently(app, november, clock):
