@@ -32,9 +32,15 @@ class NoteView:
     author_username: str | None
 
 
+READ_ONLY_ROLES = ("auditor",)  # auditors read every case in their scope and change none
+
+
 def may_write(user: User, case: Case) -> bool:
-    """Anyone whose roles cover the case's grid (the people who may read the case)."""
-    return bool(user.is_admin or people.covers_grid(user, case.grid_node.path))
+    """Anyone whose roles (other than read-only ones) cover the case's grid."""
+    if user.is_admin:
+        return True
+    roles = [a.role for a in user.roles if a.role not in READ_ONLY_ROLES]
+    return bool(roles) and people.covers_grid(user, case.grid_node.path, roles=roles)
 
 
 def add_note(case: Case, user: User, text: str, *, at: datetime | None = None) -> CaseNote:

@@ -184,3 +184,16 @@ def _token(client):
     from tests.web.conftest import csrf_token
 
     return csrf_token(client.get("/audit/").get_data(as_text=True))
+
+
+def test_auditors_only_read_the_case_page(app, client, audit_world):
+    from tests.web.conftest import csrf_token
+
+    sign_in(client, "auditor")
+    reference = audit_world["rework"]
+    page = client.get(f"/cases/{reference}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'name="text"' not in html  # no note form
+    response = client.post(f"/cases/{reference}/notes", data={"text": "审计意见", "csrf_token": csrf_token(html)})
+    assert response.status_code == 403
