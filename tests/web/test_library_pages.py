@@ -209,3 +209,17 @@ def test_a_stale_editor_cannot_overwrite_a_newer_save(app, owner_client):
     assert counts(app) == before
     bad = owner_client.post(f"/library/grid_quick/draft/files/{name}", headers=headers, json={"content": 5})
     assert bad.status_code == 422 and counts(app) == before
+
+
+def test_an_upload_over_the_request_limit_gets_a_clear_answer(app, owner_client):
+    editor = _open(owner_client).get_data(as_text=True)
+    junk = b"A" * (13 * 1024 * 1024)
+    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n" + csrf_token(editor).encode()
+            + b"\r\n--b0undary\r\nContent-Disposition: form-data; name=\"files\"; filename=\"grid_quick.bpmn\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + junk + b"\r\n--b0undary--\r\n")
+    before = counts(app)
+    response = owner_client.post("/library/grid_quick/draft/upload", data=body,
+                                 content_type="multipart/form-data; boundary=b0undary")
+    assert response.status_code == 413
+    assert "提交的内容过大" in response.get_data(as_text=True)
+    assert counts(app) == before
