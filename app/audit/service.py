@@ -81,18 +81,27 @@ def recorded(event: CaseEvent) -> RecordedEvent:
 
 
 def record_of(case: Case, events: Sequence[CaseEvent] | None = None) -> CaseRecord:
-    if events is None:
-        events = events_of(case)
-    state = db.session.scalar(select(Case.state).where(Case.id == case.id))
+    """The case's stored record. The chain head, state, data and status come from one read
+    of the case row; a writer that commits between that read and the events' (a step adds
+    its event and moves the head in one transaction) shows as events past the head, so
+    both are read once more before that counts as a problem."""
+    for attempt in (1, 2):
+        row = db.session.execute(
+            select(Case.last_event_seq, Case.last_event_hash, Case.state, Case.serializer_version, Case.data,
+                   Case.status).where(Case.id == case.id)
+        ).one()
+        rows = list(events) if events is not None and attempt == 1 else events_of(case)
+        if not rows or rows[-1].seq <= (row.last_event_seq or 0) or attempt == 2:
+            break
     return CaseRecord(
         reference=case.reference,
-        events=tuple(recorded(e) for e in events),
-        head_seq=case.last_event_seq,
-        head_hash=case.last_event_hash,
-        state=state,
-        serializer_version=case.serializer_version,
-        data=case.data,
-        ended=case.status == CASE_COMPLETED,
+        events=tuple(recorded(e) for e in rows),
+        head_seq=row.last_event_seq,
+        head_hash=row.last_event_hash,
+        state=row.state,
+        serializer_version=row.serializer_version,
+        data=row.data,
+        ended=row.status == CASE_COMPLETED,
     )
 
 
@@ -329,14 +338,17 @@ class TimelineEntry:
 @dataclass(frozen=True)
 class History:
     case: Case
-    verdict: Verdict
+    verdict: Verdict | None
     entries: list[TimelineEntry]
 
 
-def history(case: Case, rt: Runtime) -> History:
+def history(case: Case, rt: Runtime, *, verify: bool = True) -> History:
+    """The timeline and the diagram markers after every event. ``verify``: also replay
+    the case (the verdict; and the data diffs and waiting timers of events recorded
+    before events carried them). Without it, only what the events recorded is used."""
     events = events_of(case)
-    verdict = verify_case(case, rt, events=events, snapshots=True)
-    snapshots = {s.seq: s for s in verdict.snapshots}
+    verdict = verify_case(case, rt, events=events, snapshots=True) if verify else None
+    snapshots = {s.seq: s for s in verdict.snapshots} if verdict is not None else {}
     entries: list[TimelineEntry] = []
     data: dict[str, Any] = {}
     completed: dict[str, int] = {}
