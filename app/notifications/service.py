@@ -223,7 +223,7 @@ def list_for(user: User, *, unread_only: bool = False, page: int = 1, page_size:
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = db.session.scalars(query.order_by(Notification.id.desc()).offset((page - 1) * page_size).limit(page_size))
+    rows = db.session.scalars(query.order_by(Notification.created_at.desc(), Notification.id.desc()).offset((page - 1) * page_size).limit(page_size))
     return list(rows), total
 
 

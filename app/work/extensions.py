@@ -391,27 +391,34 @@ def attach_api(blp) -> None:
 
 
 # -- pages (attached to app.work.views' blueprint) ---------------------------------------
-def attach_pages(blp, app) -> None:
-    from flask import abort, flash, redirect, render_template, request, url_for
-    from flask_babel import gettext as _, lazy_gettext as _l
-    from flask_login import current_user, login_required
+def add_nav_entry(app) -> None:
+    """延期审批 in the navigation (after the work queues), with the pending count."""
+    from flask_babel import lazy_gettext as _l
 
-    from app.db import commit, rollback
-    from app.runtime import runtime
     from app.web import NavItem, add_nav
-    from app.work import views
 
-    def _user():
-        return current_user._get_current_object()
-
-    def _badge(user):
+    def badge(user):
         try:
             return count_pending(user)
         except Exception:  # noqa: BLE001 - a badge never breaks the page
             return None
 
     add_nav(NavItem("work.extensions", _l("Extensions"), roles=frozenset(app.config["EXTENSION_APPROVER_ROLES"]),
-                    count=_badge))
+                    count=badge))
+
+
+def attach_pages(blp, app) -> None:
+    from flask import abort, flash, redirect, render_template, request, url_for
+    from flask_babel import gettext as _
+    from flask_login import current_user, login_required
+
+    from app.db import commit, rollback
+    from app.runtime import runtime
+    from app.work import views
+
+    def _user():
+        return current_user._get_current_object()
+
     app.jinja_env.globals["case_extensions"] = of_case
     app.jinja_env.globals.setdefault("local_time", views.local_time)
     if getattr(blp, "_gridcase_extensions", False):

@@ -46,6 +46,7 @@ def register(app) -> None:
     add_nav(NavItem("work.claimable", _l("To claim"), count=lambda user: _badge(user, service.QUEUE_CLAIMABLE)))
     add_nav(NavItem("work.overdue", _l("Overdue work"), roles=frozenset(service.SUPERVISING_ROLES),
                     count=lambda user: _badge(user, service.QUEUE_OVERDUE)))
+    extensions.add_nav_entry(app)
 
 
 def _badge(user, queue: str) -> int | None:
