@@ -190,3 +190,22 @@ def test_extension_requests_and_decisions_are_told(app, client, world):
     assert new_due > old_due
     assert scan(app, old_due + timedelta(minutes=1)) == (0, 0)
     assert scan(app, new_due + timedelta(minutes=1)) == (0, 1)
+
+
+def test_the_periodic_job_and_the_cli_run_the_scan(app, client, world):
+    from app.db import commit, db
+    from app.jobs import PERIODIC_JOBS, run_periodic_job
+    from app.timeutil import utcnow
+    from app.work.models import WorkItem
+
+    assert {"notify-deadlines", "webhooks-retry"} <= set(PERIODIC_JOBS)
+    reference, item = _claimed_department_item(client, world)
+    with app.app_context():
+        db.session.get(WorkItem, item["id"]).due_at = utcnow() - timedelta(minutes=5)
+        commit()
+        assert run_periodic_job("notify-deadlines") == (0, 1)
+        assert run_periodic_job("notify-deadlines") == (0, 0)
+        assert run_periodic_job("webhooks-retry") == 0
+    assert kinds(client, world, "supervisor", reference) == ["overdue"]
+    result = app.test_cli_runner().invoke(args=["notifications", "scan"])
+    assert result.exit_code == 0 and "0 near due, 0 overdue" in result.output
