@@ -21,9 +21,9 @@ that it fired what it claims.
 """
 from __future__ import annotations
 
-import pytest
+from datetime import datetime
 
-from tests.integration.time_limit_helpers import CaseDriver, bpmn_timers, cst
+from tests.integration.time_limit_helpers import SECOND, CaseDriver, bpmn_timers, cst
 
 PROCESSES = ("incident_abcd", "appeal_loop", "four_deliberations")
 COVERS: dict[str, set[str]] = {}
@@ -68,9 +68,11 @@ def test_incident_a_four_working_hours_across_qingming(app, world):
     item = case.item("grid_handle")
     assert (item["warn_at"], item["due_at"]) == (warn, due)
 
+    assert case.light("grid_handle", warn - SECOND) == "green"
     case.expect_fires("timer_a_warning", warn)
     item = case.item("grid_handle")  # still open, still yellow: the warning does not move the limits
     assert (item["warn_at"], item["due_at"]) == (warn, due)
+    assert [case.light("grid_handle", t) for t in (warn + SECOND, due - SECOND, due)] == ["yellow", "yellow", "red"]
 
     case.expect_fires("timer_a_deadline", due)
     assert case.open_tasks() == ["community_accept"]
@@ -222,6 +224,7 @@ def test_appeal_assign_two_working_days_across_qingming(app, world):
 
     case.expect_fires("timer_assign_warning", warn)
     assert case.data["assign_warned"] is True
+    assert case.light("community_assign", warn + SECOND) == "yellow"
     assert (case.item("community_assign")["warn_at"], case.item("community_assign")["due_at"]) == (warn, due)
     case.expect_fires("timer_assign_deadline", due)
     assert case.open_tasks() == ["secretary_takes"]  # 书记直通车
@@ -333,3 +336,74 @@ def test_four_deliberations_notice_posting_and_result_disclosure_in_calendar_day
     case.expect_fires("timer_result_overdue", cst("2027-01-11 09:00"))
     assert case.open_tasks() == ["supervise"]
     finish(case, "test_four_deliberations_notice_posting_and_result_disclosure_in_calendar_days")
+
+
+@covers("incident_abcd:timer_c_warning", "incident_abcd:timer_c_deadline")
+def test_incident_c_extension_moves_both_limits_over_mid_autumn(app, world):
+    # Dispatched Monday 2026-09-21 10:00 (manhole_cover_damaged, 2 working days): due Wednesday
+    # 09-23 10:00, warning at 1.6 days = Tue 09-22 10:00 + 4.5 h -> Tuesday 16:00.
+    case = CaseDriver(app, "incident_abcd", {}, at=cst("2026-09-21 09:00"))
+    _to_c(case, "manhole_cover_damaged", registered=cst("2026-09-21 09:30"), dispatched=cst("2026-09-21 10:00"))
+    case.complete("department_take", {"take_decision": "take", "take_note": "已签收"}, at=cst("2026-09-21 10:10"))
+    item = case.item("department_handle")
+    assert (item["warn_at"], item["due_at"]) == (cst("2026-09-22 16:00"), cst("2026-09-23 10:00"))
+    case.complete("department_handle", {"handle_action": "request_extension", "extension_days": 3,
+                                        "extension_reason": "井盖需定制"}, at=cst("2026-09-22 11:00"))
+    case.complete("extension_approve", {"extension_approved": True, "extension_opinion": "同意延期3个工作日"},
+                  at=cst("2026-09-22 11:30"))
+    # Extended by 3 working days from the old limit: Thu 09-24, (中秋 09-25..27) Mon 09-28,
+    # Tue 09-29 10:00. The warning stays at 80% of the whole working time from dispatch:
+    # 37.5 h x 0.8 = 30 h from Mon 09-21 10:00 (6.5 + 7.5 + 7.5 + 7.5 = 29 h to Thursday
+    # evening, then 1 h) -> Monday 09-28 10:00.
+    warn, due = cst("2026-09-28 10:00"), cst("2026-09-29 10:00")
+    item = case.item("department_handle")
+    assert (item["warn_at"], item["due_at"]) == (warn, due)
+    assert case.fire(cst("2026-09-23 10:00:01")) == 0  # the old limits are gone
+    case.expect_fires("timer_c_warning", warn)
+    case.expect_fires("timer_c_deadline", due)
+    assert case.open_tasks() == ["supervise"]
+    assert (case.data["extension_count"], case.data["c_due_at"]) == (1, "2026-09-29T10:00:00+08:00")
+    cancelled = [t["timer"] for t in case.timers("cancelled")]
+    assert sorted(cancelled) == ["timer_c_deadline", "timer_c_warning", "timer_take_deadline", "timer_take_warning"]
+    finish(case, "test_incident_c_extension_moves_both_limits_over_mid_autumn")
+
+
+@covers("incident_abcd:timer_report_deadline")
+def test_incident_emergency_whistle_report_within_30_minutes(app, world):
+    # Emergency whistle Friday 2026-04-03 17:50: 30 minutes of elapsed time -> 18:20.
+    case = CaseDriver(app, "incident_abcd", {}, at=cst("2026-04-03 09:00"))
+    _to_c(case, "gas_pipe_hazard", registered=cst("2026-04-03 09:30"), dispatched=cst("2026-04-03 10:00"),
+          department="public_utilities")
+    case.complete("department_take", {"take_decision": "take", "take_note": "已签收"}, at=cst("2026-04-03 10:20"))
+    case.complete("department_handle", {"handle_action": "request_whistle", "whistle_reason": "燃气泄漏风险"},
+                  at=cst("2026-04-03 17:40"))
+    case.complete("whistle", {"whistle_level": "emergency", "whistle_departments": ["emergency_safety", "fire_rescue"],
+                              "whistle_matter": "请立即到场"}, at=cst("2026-04-03 17:50"))
+    case.expect_fires("timer_report_deadline", cst("2026-04-03 18:20"))
+    assert case.open_tasks() == ["joint_consultation"]
+    finish(case, "test_incident_emergency_whistle_report_within_30_minutes")
+
+
+@covers("incident_abcd:timer_a_warning", "incident_abcd:timer_a_deadline")
+def test_incident_a_timers_missed_during_downtime_fire_once_on_the_next_sweep(app, world):
+    # Registered Thursday 2026-06-18 16:00; 端午 06-19..21 off. 4 working hours: 2 h on Thursday
+    # + 2 h on Monday 06-22 -> 11:00; warning at 3.2 h -> Monday 10:12. No sweep runs until
+    # Monday 11:30 (workers down over the holiday): that sweep fires both, once.
+    case = CaseDriver(app, "incident_abcd", {}, at=cst("2026-06-18 15:00"))
+    case.complete("register", {**REGISTER, "category": "materials_piled"}, at=cst("2026-06-18 16:00"))
+    warn, due = cst("2026-06-22 10:12"), cst("2026-06-22 11:00")
+    assert case.waiting() == {"timer_a_warning": warn, "timer_a_deadline": due}
+    before = case.events()
+    late = cst("2026-06-22 11:30")
+    assert case.fire(late) == 1
+    new = case.events()[len(before):]
+    assert [e["kind"] for e in new] == ["timer_fired"] and new[0]["at"] == late
+    fired = {t["timer"]: datetime.fromisoformat(t["due_at"]) for t in new[0]["payload"]["timers"]}
+    assert fired == {"timer_a_warning": warn, "timer_a_deadline": due}  # each with its own due time
+    assert sorted((t["timer"], t["state"], t["fired_at"]) for t in case.timers(None)) == [
+        ("timer_a_deadline", "fired", late), ("timer_a_warning", "fired", late)]
+    assert case.open_tasks() == ["community_accept"]
+    assert case.fire(late) == 0 and case.fire(cst("2026-06-23 09:00")) == 0
+    assert len(case.events()) == len(before) + 1
+    case.fired.extend(["incident_abcd:timer_a_warning", "incident_abcd:timer_a_deadline"])
+    finish(case, "test_incident_a_timers_missed_during_downtime_fire_once_on_the_next_sweep")

@@ -167,6 +167,12 @@ class CaseDriver:
         assert len(items) == 1, (task, self.open_tasks())
         return items[0]
 
+    def light(self, task: str, at: datetime) -> str:
+        """The queue light (green / yellow / red) of the open item of ``task`` at ``at``."""
+        from app.work.schemas import light_of
+
+        return self._read(lambda db: light_of(self._open_item(task), at))
+
     def timers(self, state: str | None = "waiting") -> list[dict]:
         from sqlalchemy import select
 
