@@ -321,8 +321,9 @@ def search(user: User, filters: AuditFilter, *, page: int = 1, page_size: int = 
     return SearchPage(cases, total, page, page_size, flags)
 
 
-def process_ids() -> list[str]:
-    return list(db.session.scalars(select(ProcessVersion.process_id).distinct().order_by(ProcessVersion.process_id)))
+def process_options() -> list[tuple[str, str]]:
+    """(process id, name of its newest version) for every deployed process."""
+    return [(v.process_id, v.name) for v in processes.latest_versions()]
 
 
 # -- history ------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def search():
     return render_template(
         "audit/search.html", rows=rows, total=result.total if result else 0, page=page,
         pages=max(1, math.ceil((result.total if result else 0) / PAGE_SIZE)), chosen=args, errors=errors,
-        message=message, processes=service.process_ids(), grids=grids, filtered=bool(query),
+        message=message, processes=service.process_options(), grids=grids, filtered=bool(query),
         page_url=lambda n: url_for("audit.search", **query, page=n),
     ), status
 
