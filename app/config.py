@@ -82,6 +82,13 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "PAGE_SIZE_DEFAULT": 50,
         "PAGE_SIZE_MAX": 200,
         "TIMER_SWEEP_SECONDS": 30,
+        # Background jobs (app.jobs, app.queue): a timer's nudge job also fires other overdue
+        # cases for this long (a burst of timers due together is shared by every worker; 0: off);
+        # one sweep stops after TIMER_SWEEP_BUDGET_SECONDS (the next one carries on);
+        # PERIODIC_JOB_SECONDS overrides a registered periodic job's interval by name.
+        "TIMER_NUDGE_CATCH_UP_SECONDS": 2,
+        "TIMER_SWEEP_BUDGET_SECONDS": 240,
+        "PERIODIC_JOB_SECONDS": {},
         "RUN_TIMER_SWEEPER": False,  # `gridcase serve` turns it on in embedded mode
         # flask-smorest / OpenAPI
         "API_TITLE": "Gridcase API",

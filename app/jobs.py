@@ -65,13 +65,14 @@ TIMER_SWEEP = "timers.sweep"
 register_periodic(TIMER_SWEEP, "app.jobs.sweep_due_timers", 30)
 
 
-def interval_of(job: PeriodicJob, config: Any = None) -> int:
-    """The job's period in seconds: PERIODIC_JOB_SECONDS[name] (config) overrides the
-    registered value; the timer sweep follows TIMER_SWEEP_SECONDS."""
+def interval_of(job: PeriodicJob, config: Any = None) -> int | None:
+    """The job's period in seconds, or None when it is turned off: PERIODIC_JOB_SECONDS[name]
+    (config) overrides the registered value (0 turns the job off on this deployment); the
+    timer sweep follows TIMER_SWEEP_SECONDS."""
     config = config if config is not None else current_app.config
     overrides = config.get("PERIODIC_JOB_SECONDS") or {}
     if job.name in overrides:
-        return max(1, int(overrides[job.name]))
+        return max(1, int(overrides[job.name])) if overrides[job.name] else None
     if job.name == TIMER_SWEEP:
         return max(1, int(config.get("TIMER_SWEEP_SECONDS") or job.every_seconds))
     return max(1, int(job.every_seconds))
@@ -252,9 +253,12 @@ def start_sweeper(app: Flask, *, tick_seconds: float = 1.0) -> threading.Thread:
             for name, job in list(PERIODIC_JOBS.items()):
                 if stop.is_set() or time.monotonic() < next_run.get(name, 0.0):
                     continue
+                seconds = interval_of(job, app.config)
+                if seconds is None:
+                    continue
                 try:
                     with app.app_context():
-                        next_run[name] = time.monotonic() + interval_of(job, app.config)
+                        next_run[name] = time.monotonic() + seconds
                         run_periodic_job(name)
                 except Exception:  # never let the sweeper die: logged by run_periodic_job; try next round
                     pass

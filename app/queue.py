@@ -33,6 +33,10 @@ from app.db import db
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "gridcase"
+# Jobs due at a given time (timer nudges, the timer sweep) have a queue of their own that
+# workers empty first, so a timer never waits behind a backlog of follow-up jobs.
+TIMER_QUEUE_NAME = "gridcase-timers"
+QUEUE_NAMES = (TIMER_QUEUE_NAME, QUEUE_NAME)
 PERIODIC_CLAIM_KEY = "gridcase:periodic:claim:{}"
 
 
@@ -46,11 +50,11 @@ def redis_connection() -> Redis | None:
     return connections[url]
 
 
-def job_queue() -> Queue | None:
+def job_queue(name: str = QUEUE_NAME) -> Queue | None:
     connection = redis_connection()
     if connection is None:
         return None
-    return Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+    return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
 TIMER_RETRY = Retry(max=3, interval=[5, 30, 120])
@@ -61,7 +65,7 @@ def enqueue_at(when: datetime, func: str, *args, job_id: str, case: str | None =
     in-process sweeper finds due work in the database. A Redis failure is logged
     and swallowed for the same reason — the database still holds the truth.
     ``case`` (a case reference) labels the job in logs and on the admin page."""
-    queue = job_queue()
+    queue = job_queue(TIMER_QUEUE_NAME)
     if queue is None:
         return
     # rq's scheduler keeps whole seconds (it truncates): round up, or the job runs just
@@ -166,7 +170,7 @@ def make_worker(app, *, name: str | None = None, tick_seconds: float = 1.0, peri
     rq's scheduler if it died (e.g. when Redis went away)."""
     from rq.worker import Worker
 
-    from app.jobs import PERIODIC_JOBS, interval_of
+    from app.jobs import PERIODIC_JOBS, TIMER_SWEEP, interval_of
 
     class GridcaseWorker(Worker):
         _next_tick = 0.0
@@ -201,12 +205,12 @@ def make_worker(app, *, name: str | None = None, tick_seconds: float = 1.0, peri
             """Whoever claims a job's period first (SET NX with the period as expiry)
             enqueues it; the others skip it until the claim expires."""
             with app.app_context():
-                queue = Queue(QUEUE_NAME, connection=self.connection, serializer=JSONSerializer)
                 for job_name, job in list(PERIODIC_JOBS.items()):
                     seconds = interval_of(job, app.config)
-                    if not self.connection.set(PERIODIC_CLAIM_KEY.format(job_name), self.name, nx=True, ex=seconds):
+                    if seconds is None or not self.connection.set(PERIODIC_CLAIM_KEY.format(job_name), self.name, nx=True, ex=seconds):
                         continue
-                    queue.enqueue(
+                    queue_name = TIMER_QUEUE_NAME if job_name == TIMER_SWEEP else QUEUE_NAME
+                    Queue(queue_name, connection=self.connection, serializer=JSONSerializer).enqueue(
                         "app.jobs.run_periodic_job", job_name, at_front=True,
                         job_id=f"periodic-{_job_id_part(job_name)}-{int(time.time())}",
                         job_timeout=max(300, seconds * 2), result_ttl=3600, failure_ttl=7 * 24 * 3600,
@@ -226,8 +230,8 @@ def make_worker(app, *, name: str | None = None, tick_seconds: float = 1.0, peri
     connection = redis_connection()
     if connection is None:
         raise RuntimeError("REDIS_URL is not configured")
-    queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
-    return GridcaseWorker([queue], connection=connection, serializer=JSONSerializer, name=name,
+    queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in QUEUE_NAMES]
+    return GridcaseWorker(queues, connection=connection, serializer=JSONSerializer, name=name,
                           maintenance_interval=60)
 
 

@@ -82,8 +82,9 @@ def _started_jobs(redis_server) -> list[str]:
     from rq.registry import StartedJobRegistry
     from rq.serializers import JSONSerializer
 
-    queue = Queue("gridcase", connection=redis_server.connection(), serializer=JSONSerializer)
-    return StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    connection = redis_server.connection()
+    return [job_id for name in ("gridcase-timers", "gridcase")
+            for job_id in StartedJobRegistry(queue=Queue(name, connection=connection, serializer=JSONSerializer)).get_job_ids(cleanup=False)]
 
 
 def _logs(workers: Workers) -> str:

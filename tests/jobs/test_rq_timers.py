@@ -88,7 +88,7 @@ def test_a_scheduled_job_fires_the_timer_once(rq_app, client, world, redis_conn,
 
     case = _start(client, world)
     timer = case["timers"][0]
-    registry = ScheduledJobRegistry(queue=Queue("gridcase", connection=redis_conn, serializer=JSONSerializer))
+    registry = ScheduledJobRegistry(queue=Queue("gridcase-timers", connection=redis_conn, serializer=JSONSerializer))
     job_ids = registry.get_job_ids()
     assert len(job_ids) == 1 and job_ids[0].endswith(timer["task_id"]), job_ids
     scheduled_for = registry.get_scheduled_time(job_ids[0])
