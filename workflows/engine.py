@@ -242,6 +242,15 @@ class CaseRun:
             task.internal_data["event_value"] = value
         task.internal_data.pop("event_fired", None)
 
+    def boundary_timers(self, task_id: str) -> tuple[WaitingTimer, ...]:
+        """The WAITING boundary timers guarding a task (for a multi-instance task, those of
+        its activity): what a deadline extension of that task moves."""
+        task = self._get_task(task_id)
+        return tuple(
+            timer for timer in self.engine._boundary_timers(task)
+            if self._get_task(timer.task_id).has_state(TaskState.WAITING)
+        )
+
     def outcome(self) -> Outcome:
         """The workflow as it is now, as the Outcome of a step that ran nothing (e.g.
         after :meth:`reschedule_timer`), for the application to write its projection."""

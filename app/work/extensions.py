@@ -212,12 +212,7 @@ def _move_deadline(rt: Runtime, case: Case, item: WorkItem, ext: ExtensionReques
     new_warn = old_warn + shift if old_warn is not None else None
     run = cases.load_run(case, rt)
     moved: list[str] = []
-    for timer in run.waiting_timers():
-        attached = timer.attached_to == item.task_id or (
-            timer.attached_to is None and timer.due_at in (old_due, old_warn)
-        )
-        if not attached:
-            continue
+    for timer in run.boundary_timers(item.task_id):
         if timer.interrupting and timer.due_at == old_due:
             run.reschedule_timer(timer.task_id, new_due)
             moved.append(timer.task_id)

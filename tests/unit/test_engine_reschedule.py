@@ -173,3 +173,17 @@ def test_invalid_declared_limits_are_validation_errors(tmp_path, limit, warning)
     result = declared(tmp_path, limit, warning)
     assert not result.ok
     assert any(issue.code == "time_limit_invalid" for issue in result.issues), result.issues
+
+
+def test_boundary_timers_of_a_task(engine, grid_quick):
+    run, outcome = dispatched(engine, grid_quick)
+    (ready,) = outcome.ready
+    (timer,) = run.boundary_timers(ready.task_id)
+    assert timer.spec_id == "timer_overdue" and timer.task_id == outcome.timers[0].task_id
+    run2, outcome2 = engine.start(grid_quick, {}, at=T0)
+    assert run2.boundary_timers(outcome2.ready[0].task_id) == ()   # register has none
+    # A fired warning is no longer waiting: nothing to move.
+    run3, outcome3 = dispatched(engine, grid_quick, review=REVIEW_SELF)
+    (warning,) = outcome3.timers
+    run3.fire_timers(at=warning.due_at + timedelta(minutes=1))
+    assert run3.boundary_timers(run3.ready_tasks()[0].task_id) == ()
