@@ -45,7 +45,7 @@ from workflows import clock
 from workflows.definitions import ProcessDefinition
 from workflows.engine import CaseRun, Engine, Outcome
 from workflows.errors import EngineError
-from workflows.serialization import SavedState, StateFormatError
+from workflows.serialization import SavedState
 
 GENESIS_HASH = "0" * 64
 
@@ -248,7 +248,10 @@ class Replayer:
         problem = check_chain(record)
         if problem is not None:
             return Verdict(record.reference, problem, len(record.events), 0)
-        return self.replay(record)
+        try:
+            return self.replay(record)
+        except Exception as exc:  # noqa: BLE001 - one unreadable case is a failed verification, not a crash
+            return Verdict(record.reference, Problem(REPLAY_FAILED, f"{type(exc).__name__}: {exc}"), len(record.events), 0)
 
     def replay(self, record: CaseRecord) -> Verdict:
         state = _ReplayState()
@@ -359,7 +362,9 @@ class Replayer:
             return action()
         except EngineError as exc:
             raise _Diverged(REPLAY_DIVERGED, f"the engine refused the recorded command: {type(exc).__name__}: {exc}") from None
-        except (StateFormatError, ValueError, TypeError, KeyError) as exc:
+        except _Diverged:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything else the engine raises: the step cannot be replayed
             raise _Diverged(REPLAY_FAILED, f"{type(exc).__name__}: {exc}") from None
 
     # -- comparing with the record ----------------------------------------------------------
@@ -420,9 +425,9 @@ class Replayer:
             return None
         try:
             stored_run = self.engine.load(state.definition, SavedState(record.state, record.serializer_version or ""))
-        except StateFormatError as exc:
-            return Problem(STATE_MISMATCH, f"the stored workflow state cannot be read: {exc}")
-        difference = compare_workflows(stored_run.workflow, state.run.workflow, self.engine)
+            difference = compare_workflows(stored_run.workflow, state.run.workflow, self.engine)
+        except Exception as exc:  # noqa: BLE001 - StateFormatError, or a state whose tree makes no sense
+            return Problem(STATE_MISMATCH, f"the stored workflow state cannot be read: {type(exc).__name__}: {exc}")
         if difference is not None:
             return Problem(STATE_MISMATCH, f"the stored workflow state differs from the replay: {difference}")
         return None

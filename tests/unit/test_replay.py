@@ -196,3 +196,12 @@ def test_events_without_ids_fall_back_to_the_element(setup):
         events.append(dataclasses.replace(e, payload=payload))
     verdict = replayer(engine, definition).verify(_rechain(record, events))
     assert verdict.ok, verdict.line()
+
+
+def test_unreadable_stored_state(setup):
+    engine, definition = setup
+    rec, run = play(engine, definition)
+    verdict = replayer(engine, definition).verify(rec.record(run, state='{"tasks": broken'))
+    assert verdict.problem.code == "state_mismatch" and "cannot be read" in verdict.problem.message
+    verdict = replayer(engine, definition).verify(rec.record(run, state='{"tasks": {}}'))
+    assert verdict.problem.code == "state_mismatch"
