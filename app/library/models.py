@@ -28,3 +28,15 @@ class ProcessDraft(db.Model):
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
     base_version: Mapped[ProcessVersion | None] = relationship(lazy="joined")
+
+
+class ProcessScenarioSet(db.Model):
+    """The scenario files (name -> sha256 of a StoredFile) of the last draft deployed from the
+    browser. A new draft starts from the library folder's scenarios/ with these laid over them."""
+
+    __tablename__ = "process_scenario_sets"
+
+    process_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    files: Mapped[dict] = mapped_column(db.JSON, default=dict)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -35,7 +35,7 @@ from app.cases.models import CASE_ACTIVE, Case
 from app.db import db
 from app.errors import Conflict, InvalidInput, NotFound
 from app.library.lint import flow_issues
-from app.library.models import ProcessDraft
+from app.library.models import ProcessDraft, ProcessScenarioSet
 from app.processes import service as processes
 from app.processes.models import ProcessVersion, StoredFile
 from app.runtime import Runtime
@@ -152,8 +152,12 @@ def open_draft(process_id: str, *, username: str) -> ProcessDraft:
     if scenarios.is_dir():
         for path in sorted(scenarios.glob("*.json")):
             files[SCENARIO_FOLDER + path.name] = path.read_bytes()
+    hashes = _store(files)
+    kept = db.session.get(ProcessScenarioSet, process_id)
+    if kept is not None:  # scenarios written in the browser and deployed with an earlier draft
+        hashes.update(kept.files or {})
     now = utcnow()
-    draft = ProcessDraft(process_id=process_id, base_version_id=version.id, files=_store(files),
+    draft = ProcessDraft(process_id=process_id, base_version_id=version.id, files=hashes,
                          created_by=username, created_at=now, updated_by=username, updated_at=now, revision=1)
     db.session.add(draft)
     db.session.flush()
@@ -315,9 +319,27 @@ def deploy_draft(process_id: str, rt: Runtime, *, username: str, note: str | Non
     version = next((v for v in deployed.deployed if v.process_id == process_id), None)
     if version is None:
         raise Conflict("the draft is the same as a deployed version; nothing to deploy", code="unchanged")
+    _keep_scenarios(draft, username)
     db.session.delete(draft)
     db.session.flush()
     return version
+
+
+def _keep_scenarios(draft: ProcessDraft, username: str) -> None:
+    """Remember the scenario files that differ from (or are missing in) the library folder."""
+    folder = Path(current_app.config["PROCESS_LIBRARY"]) / draft.process_id / "scenarios"
+    on_disk = {}
+    if folder.is_dir():
+        on_disk = {SCENARIO_FOLDER + p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.json")}
+    mine = {name: sha for name, sha in (draft.files or {}).items()
+            if name.startswith(SCENARIO_FOLDER) and on_disk.get(name) != sha}
+    kept = db.session.get(ProcessScenarioSet, draft.process_id)
+    if kept is None:
+        if not mine:
+            return
+        kept = ProcessScenarioSet(process_id=draft.process_id)
+        db.session.add(kept)
+    kept.files, kept.updated_by, kept.updated_at = mine, username, utcnow()
 
 
 # -- migration -------------------------------------------------------------------------

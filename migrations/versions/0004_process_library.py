@@ -2,7 +2,9 @@
 
 One working draft per process for the process library pages: its files are
 stored by content hash in stored_files (like deployed versions), listed in a JSON
-map file name -> sha256; who created and last saved it, and when.
+map file name -> sha256; who created and last saved it, and when. Scenario files
+written in the browser are kept per process (process_scenario_sets) when a draft is
+deployed, so the next draft starts with them.
 
 Revision ID: 0004
 Revises: 0003
@@ -34,7 +36,16 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_process_drafts')),
         sa.UniqueConstraint('process_id', name=op.f('uq_process_drafts_process_id')),
     )
+    op.create_table(
+        'process_scenario_sets',
+        sa.Column('process_id', sa.String(length=128), nullable=False),
+        sa.Column('files', sa.JSON(), nullable=False),
+        sa.Column('updated_by', sa.String(length=64), nullable=True),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('process_id', name=op.f('pk_process_scenario_sets')),
+    )
 
 
 def downgrade():
+    op.drop_table('process_scenario_sets')
     op.drop_table('process_drafts')

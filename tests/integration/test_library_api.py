@@ -201,3 +201,23 @@ def test_unsafe_cases_are_listed_with_the_reason_and_stay(app, client, owner):
     for reference in (waiting, moved_on):
         case = call(client, owner, "GET", f"/api/cases/{reference}", "admin").get_json()
         assert case["process"]["version"] == 1
+
+
+def test_scenarios_added_in_the_browser_survive_deployment(app, client, owner):
+    from pathlib import Path
+
+    folder = Path(app.config["PROCESS_LIBRARY"]) / "grid_quick" / "scenarios"
+    first = sorted(folder.glob("*.json"))[0]
+    response = upload(client, owner, {"scenarios/99_added_online.json": first.read_bytes()})
+    assert response.status_code == 200, response.get_json()
+    assert "scenarios/99_added_online.json" in response.get_json()["files"]
+    changed = bpmn_of(app).replace('name="结案"'.encode(), 'name="值班长结案"'.encode(), 1)
+    assert upload(client, owner, {"grid_quick.bpmn": changed}).status_code == 200
+    report = call(client, owner, "POST", "/api/library/grid_quick/draft/scenarios", "owner").get_json()
+    assert any(r["file"] == "scenarios/99_added_online.json" and r["passed"] for r in report["results"]), report
+    assert call(client, owner, "POST", "/api/library/grid_quick/draft/deploy", "owner", json={}).status_code == 201
+    # the next draft starts with it again (and with the folder's own scenarios)
+    response = upload(client, owner, {"register.form.json": (folder.parent / "register.form.json").read_bytes()})
+    files = response.get_json()["files"]
+    assert "scenarios/99_added_online.json" in files
+    assert f"scenarios/{first.name}" in files
