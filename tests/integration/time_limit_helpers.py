@@ -10,7 +10,8 @@ the business calendar under test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
@@ -275,3 +276,49 @@ class CaseDriver:
 
 def utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
+
+
+# -- an independent business calendar (2026 only), for cross-checking ------------------------
+WORKING_PERIODS = ((time(9), time(12)), (time(13, 30), time(18)))  # domain: 7.5 working hours a day
+
+
+@lru_cache(maxsize=None)
+def is_workday_2026(day: date) -> bool:
+    """The State Council's 2026 schedule as the chinesecalendar package publishes it."""
+    import chinese_calendar
+
+    assert day.year == 2026, day
+    return chinese_calendar.is_workday(day)
+
+
+def after_working_minutes(start: datetime, minutes: int) -> datetime:
+    """The first instant at which ``minutes`` of working time have passed since ``start``:
+    a plain walk over 2026's days and the working periods, sharing no code with
+    workflows.calendar."""
+    left, day = minutes, start.astimezone(CST).date()
+    if left == 0:
+        return start
+    while True:
+        if is_workday_2026(day):
+            for begin, end in WORKING_PERIODS:
+                a = max(datetime.combine(day, begin, tzinfo=CST), start)
+                b = datetime.combine(day, end, tzinfo=CST)
+                available = int((b - a).total_seconds() // 60) if b > a else 0
+                if left <= available:
+                    return a + timedelta(minutes=left)
+                left -= available
+        day += timedelta(days=1)
+
+
+def working_minutes_between(a: datetime, b: datetime) -> int:
+    """Working minutes in [a, b] (a <= b), 2026 only, by the same plain walk."""
+    total, day = 0, a.astimezone(CST).date()
+    while day <= b.astimezone(CST).date():
+        if is_workday_2026(day):
+            for begin, end in WORKING_PERIODS:
+                lo = max(datetime.combine(day, begin, tzinfo=CST), a)
+                hi = min(datetime.combine(day, end, tzinfo=CST), b)
+                if hi > lo:
+                    total += int((hi - lo).total_seconds() // 60)
+        day += timedelta(days=1)
+    return total
