@@ -223,3 +223,25 @@ def test_an_upload_over_the_request_limit_gets_a_clear_answer(app, owner_client)
     assert response.status_code == 413
     assert "提交的内容过大" in response.get_data(as_text=True)
     assert counts(app) == before
+
+
+def test_navigation_english_and_removing_a_file(app, owner_client, owner):
+    member = app.test_client()
+    sign_in(member, "member")
+    assert 'href="/library"' not in member.get("/work/mine").get_data(as_text=True)
+    page = owner_client.get("/library").get_data(as_text=True)
+    assert 'href="/library"' in page and "流程库" in page
+    owner_client.post("/language", data={"language": "en", "csrf_token": csrf_token(page)})
+    editor = _open(owner_client)
+    html = editor.get_data(as_text=True)
+    assert "Save draft" in html and "Run scenarios" in html and "Deploy as a new version" in html
+    assert owner_client.get("/library/grid_quick/diff?a=1&b=1").status_code == 200
+    before = len(counts(app)[2][0][2])
+    response = owner_client.post("/library/grid_quick/draft/delete/grid_quick/close.form.json",
+                                 data={"csrf_token": csrf_token(html)})
+    assert response.status_code == 302
+    draft_files = counts(app)[2][0][2]
+    assert len(draft_files) == before - 1 and "grid_quick/close.form.json" not in draft_files
+    # the draft now fails validation (the task's form is missing) and cannot be deployed
+    result = owner_client.post("/library/grid_quick/draft/validate", headers={"X-CSRFToken": csrf_token(html)}).get_json()
+    assert not result["ok"] and any(i["code"] == "form_missing" for i in result["issues"])
