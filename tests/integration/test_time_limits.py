@@ -439,3 +439,55 @@ def test_incident_a_timers_missed_during_downtime_fire_once_on_the_next_sweep(ap
     assert len(case.events()) == len(before) + 1
     case.fired.extend(["incident_abcd:timer_a_warning", "incident_abcd:timer_a_deadline"])
     finish(case, "test_incident_a_timers_missed_during_downtime_fire_once_on_the_next_sweep")
+
+
+@covers("appeal_loop:timer_assign_warning", "appeal_loop:timer_assign_deadline")
+def test_a_failed_firing_changes_nothing_and_the_next_sweep_fires_once(app, world, monkeypatch):
+    # The sweep at the warning time fails while writing (database gone): it is rolled back, the
+    # timer stays waiting, and the next sweep fires it once, recording the original due time.
+    # The rq nudge at the deadline, run late and then once more, fires once as well.
+    from sqlalchemy.exc import OperationalError
+
+    from app.cases import service as cases
+    from app.jobs import fire_case_timers_job
+
+    case = CaseDriver(app, "appeal_loop", {**APPEAL, "urgency": "normal"}, at=cst("2026-04-03 15:00"))
+    case.complete("grid_report", GRID_REPORT, at=cst("2026-04-03 16:00"))
+    warn, due = cst("2026-04-08 11:30"), cst("2026-04-08 16:00")
+    waiting, before = case.waiting(), case.events()
+
+    real_append = cases.append_event
+
+    def lost_connection(case_row, kind, *args, **kwargs):
+        if kind == "timer_fired":
+            raise OperationalError("INSERT INTO case_events", {}, Exception("server closed the connection"))
+        return real_append(case_row, kind, *args, **kwargs)
+
+    monkeypatch.setattr(cases, "append_event", lost_connection)
+    assert case.fire(warn + SECOND) == 0
+    monkeypatch.setattr(cases, "append_event", real_append)
+    assert case.events() == before and case.waiting() == waiting
+    assert "assign_warned" not in case.data and case.item("community_assign")["warn_at"] == warn
+
+    next_sweep = warn + timedelta(seconds=30)
+    assert case.fire(next_sweep) == 1
+    (event,) = case.events()[len(before):]
+    assert (event["kind"], event["at"]) == ("timer_fired", next_sweep)
+    assert [(t["timer"], datetime.fromisoformat(t["due_at"])) for t in event["payload"]["timers"]] \
+        == [("timer_assign_warning", warn)]
+    assert case.data["assign_warned"] is True and case.waiting() == {"timer_assign_deadline": due}
+    case.fired.append("appeal_loop:timer_assign_warning")
+
+    # The deadline's rq job runs on the wall clock, long after 2026-04-08 16:00: it fires the
+    # deadline once; the same job delivered twice (rq retry, a second worker) does nothing.
+    count = len(case.events())
+    with app.app_context():
+        assert fire_case_timers_job(case.id) is True
+        assert fire_case_timers_job(case.id) is False
+    new = case.events()[count:]
+    assert [e["kind"] for e in new] == ["timer_fired"]
+    assert [(t["timer"], datetime.fromisoformat(t["due_at"])) for t in new[0]["payload"]["timers"]] \
+        == [("timer_assign_deadline", due)]
+    assert case.open_tasks() == ["secretary_takes"] and case.waiting() == {}
+    case.fired.append("appeal_loop:timer_assign_deadline")
+    finish(case, "test_a_failed_firing_changes_nothing_and_the_next_sweep_fires_once")
