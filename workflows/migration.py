@@ -40,6 +40,8 @@ class MigrationProblem:
     name: str | None      # BPMN name in the case's current version
     state: str            # COMPLETED / STARTED / READY / WAITING / ERROR
     reason: str           # "changed: name, timer" / "removed" / …
+    kind: str = "other"   # changed / removed / other (for pages that word it themselves)
+    attributes: tuple[str, ...] = ()   # what changed, when kind == "changed"
 
     def __str__(self) -> str:
         label = f"{self.element_id} ({self.name})" if self.name and self.name != self.element_id else self.element_id
@@ -103,10 +105,11 @@ def migrate_run(engine: Engine, run: CaseRun, new_definition: ProcessDefinition,
         changed_count += len(diff.changed)
         for task in diff.removed:
             if task.has_state(REACHED):
-                problems.append(_problem(task, "removed in the new version"))
+                problems.append(_problem(task, "removed in the new version", "removed"))
         for task in diff.changed:
             if task.has_state(REACHED):
-                problems.append(_problem(task, "changed: " + ", ".join(_changed_attributes(registry, task, diff))))
+                changed = _changed_attributes(registry, task, diff)
+                problems.append(_problem(task, "changed: " + ", ".join(changed), "changed", tuple(changed)))
     if problems:
         return MigrationResult(False, tuple(_unique(problems)), changed_count, 0, None, from_hash, to_hash)
 
@@ -135,10 +138,10 @@ def migrate_run(engine: Engine, run: CaseRun, new_definition: ProcessDefinition,
     return MigrationResult(True, (), changed_count, removed, moved, from_hash, to_hash)
 
 
-def _problem(task, reason: str) -> MigrationProblem:
+def _problem(task, reason: str, kind: str, attributes: tuple[str, ...] = ()) -> MigrationProblem:
     spec = task.task_spec
     return MigrationProblem(getattr(spec, "bpmn_id", None) or spec.name, getattr(spec, "bpmn_name", None),
-                            TaskState.get_name(task.state), reason)
+                            TaskState.get_name(task.state), reason, kind, attributes)
 
 
 def _changed_attributes(registry, task, diff) -> list[str]:

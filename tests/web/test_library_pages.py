@@ -245,3 +245,23 @@ def test_navigation_english_and_removing_a_file(app, owner_client, owner):
     # the draft now fails validation (the task's form is missing) and cannot be deployed
     result = owner_client.post("/library/grid_quick/draft/validate", headers={"X-CSRFToken": csrf_token(html)}).get_json()
     assert not result["ok"] and any(i["code"] == "form_missing" for i in result["issues"])
+
+
+def test_the_dry_run_lists_unsafe_cases_with_reasons_in_chinese(app, owner_client, owner):
+    from tests.integration.helpers import call
+
+    reference = call(app.test_client(), owner, "POST", "/api/cases", "member",
+                     json={"process_id": "grid_quick", "title": "东门垃圾", "grid": "S-C1-G1", "data": {}}).get_json()["reference"]
+    editor = _open(owner_client)
+    html = editor.get_data(as_text=True)
+    name = re.search(r'data-file="([^"]+)"', html).group(1)
+    xml = owner_client.get(f"/library/grid_quick/draft/files/{name}").get_data(as_text=True)
+    register = re.search(r'<bpmn:userTask id="register" name="([^"]+)"', xml)
+    renamed = xml.replace(register.group(0), register.group(0).replace(register.group(1), "登记（新）"), 1)
+    owner_client.post(f"/library/grid_quick/draft/files/{name}", json={"content": renamed},
+                      headers={"X-CSRFToken": csrf_token(html)})
+    assert owner_client.post("/library/grid_quick/draft/deploy", data={"csrf_token": csrf_token(html)}).status_code == 302
+    page = owner_client.get("/library/grid_quick/v1/migrate").get_data(as_text=True)
+    assert f'data-reference="{reference}" data-safe="no"' in page
+    assert f"{register.group(1)} (register)【当前任务】：已修改（名称）" in page
+    assert 'id="migrate-all"' not in page
