@@ -221,3 +221,11 @@ def test_scenarios_added_in_the_browser_survive_deployment(app, client, owner):
     files = response.get_json()["files"]
     assert "scenarios/99_added_online.json" in files
     assert f"scenarios/{first.name}" in files
+
+
+@pytest.mark.parametrize("name", ["../evil.bpmn", "a/../../evil.bpmn", ".hidden.bpmn", "run.sh", "scenarios/deep/x.json", ""])
+def test_unsafe_file_names_are_refused(app, client, owner, name):
+    before = counts(app)
+    response = upload(client, owner, {name or "x": b"<x/>"} if name else {"": b"<x/>"})
+    assert response.status_code == 422, response.get_json()
+    assert counts(app) == before
