@@ -11,7 +11,7 @@ with COPY — synthetic but shaped like the real ones (case_started, task_comple
 BPMN elements each step ran, claims, yellow/red timer_fired, extension_approved, messages),
 about 10 per case over twelve months, following the incident paths A on the spot, A late
 -> B, B with rework, C with extension, C whistle -> shelved, D district reply, not filed —
-and one open work item per open case (for the grid map). Generation is not measured.
+about 6% left open part-way with one open work item each (for the grid map). Generation is not measured.
 
 Then it folds the facts table from the events (``gridcase dashboard rebuild``; timed and
 printed, it is a one-off) and times each dashboard page through the Flask test client,
@@ -56,6 +56,7 @@ END = datetime(2026, 12, 1, tzinfo=CST)          # "now" of the generated histor
 DAYS = 365
 DEPARTMENTS = ("urban_management", "law_enforcement", "sanitation", "market_supervision", "public_utilities")
 SOURCES = ("grid_patrol", "grid_patrol", "resident", "hotline", "video")
+OPEN_SHARE = 0.06                                 # cases left open part-way (the backlog)
 
 
 # --- synthetic event paths ------------------------------------------------------------
@@ -151,7 +152,7 @@ def bench_urls() -> tuple[str, str]:
     return plain, plain.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-def make_app(sa_url: str):
+def make_app(sa_url: str, *, seed_people: bool = True):
     instance_dir = tempfile.mkdtemp(prefix="gridcase-bench-metrics-")
     os.environ["GRIDCASE_INSTANCE_PATH"] = instance_dir
     from flask_migrate import upgrade
@@ -171,6 +172,9 @@ def make_app(sa_url: str):
         finally:
             logging.disable(logging.NOTSET)
         et.quiet_logging()
+        if not seed_people:  # --reuse: the database already holds everything
+            db.session.remove()
+            return app, instance_dir, [], 0
         hashed = people._hasher.hash(PASSWORD)
 
         def user(username, role, node):
@@ -223,6 +227,8 @@ def generate(plain_url: str, events_wanted: int, grids, version_id: int, seed: i
                 department = rng.choice(DEPARTMENTS)
                 scale = 0.5 + rng.random() * 2
                 at, seq, ended, last_ready = started, 0, False, ["register"]
+                if len(path) > 2 and rng.random() < OPEN_SHARE:  # still in progress: stop part-way
+                    path = path[:rng.randrange(2, len(path))]
                 for minutes, kind, name, completed, ready, ends, data in path:
                     at = at + timedelta(minutes=minutes * scale)
                     if at >= END or n_events >= events_wanted and seq > 0:
@@ -332,36 +338,46 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--reuse", action="store_true", help="measure a database kept by --keep (no generation)")
     args = parser.parse_args(argv)
     et.quiet_logging()
     try:
-        plain, sa_url = bench_urls()
+        if args.reuse:
+            plain = f"{et.PG_ADMIN_URL.rsplit('/', 1)[0]}/{PG_BENCH_DB}"
+            sa_url = plain.replace("postgresql://", "postgresql+psycopg://", 1)
+        else:
+            plain, sa_url = bench_urls()
     except Exception as exc:  # noqa: BLE001
         print(f"!! PostgreSQL at {et.PG_ADMIN_URL} is not available ({exc})", file=sys.stderr)
         return 1
     app, instance_dir = None, None
     try:
-        app, instance_dir, grids, version_id = make_app(sa_url)
-        t0 = time.perf_counter()
-        n_cases, n_events, n_open = generate(plain, args.events, grids, version_id)
-        print(f"generated {n_events:,} events of {n_cases:,} cases ({n_open:,} open, one work item each) "
-              f"with COPY in {time.perf_counter() - t0:.1f} s (not measured)")
-        from app.dashboard import facts
-        from app.db import commit, db
-        from app.runtime import runtime
-
-        with app.app_context():
-            t0 = time.perf_counter()
-            folded = facts.rebuild(runtime().calendar)
-            commit()
-            rebuild_s = time.perf_counter() - t0
-            db.session.remove()
-        print(f"gridcase dashboard rebuild: folded {folded:,} cases ({n_events:,} events) in {rebuild_s:.1f} s "
-              f"({n_events / rebuild_s:,.0f} events/s); a one-off, then pages catch up incrementally")
         import psycopg
 
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE dashboard_case_facts")
+        app, instance_dir, grids, version_id = make_app(sa_url, seed_people=not args.reuse)
+        if args.reuse:
+            with psycopg.connect(plain, autocommit=True) as conn:
+                n_cases = conn.execute("SELECT count(*) FROM cases").fetchone()[0]
+                n_events = conn.execute("SELECT count(*) FROM case_events").fetchone()[0]
+        else:
+            t0 = time.perf_counter()
+            n_cases, n_events, n_open = generate(plain, args.events, grids, version_id)
+            print(f"generated {n_events:,} events of {n_cases:,} cases ({n_open:,} open, one work item each) "
+                  f"with COPY in {time.perf_counter() - t0:.1f} s (not measured)")
+            from app.dashboard import facts
+            from app.db import commit, db
+            from app.runtime import runtime
+
+            with app.app_context():
+                t0 = time.perf_counter()
+                folded = facts.rebuild(runtime().calendar)
+                commit()
+                rebuild_s = time.perf_counter() - t0
+                db.session.remove()
+            print(f"gridcase dashboard rebuild: folded {folded:,} cases ({n_events:,} events) in {rebuild_s:.1f} s "
+                  f"({n_events / rebuild_s:,.0f} events/s); a one-off, then pages catch up incrementally")
+            with psycopg.connect(plain, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE dashboard_case_facts")
         timings = measure(app, args.warmup, args.requests)
         print()
         print(f"Dashboard pages, PostgreSQL, {n_events:,} events / {n_cases:,} cases; {args.requests} requests per line "
@@ -385,7 +401,7 @@ def main(argv=None) -> int:
                 db.engine.dispose()
         if instance_dir:
             shutil.rmtree(instance_dir, ignore_errors=True)
-        if not args.keep:
+        if not (args.keep or args.reuse):
             et.pg_admin(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
     return 0
 

@@ -24,7 +24,7 @@ from flask import current_app
 from sqlalchemy import delete, func, insert, select, text
 
 from app.cases.models import Case, CaseEvent
-from app.dashboard.models import CaseFacts
+from app.dashboard.models import CaseFacts, DashboardState
 from app.db import db
 from app.people.models import GridNode
 from app.processes.models import ProcessVersion
@@ -274,31 +274,55 @@ def is_stale() -> bool:
     return tuple(cases) != tuple(facts)
 
 
-def refresh(calendar: Any, *, force: bool = False) -> int:
-    """Fold again every case whose facts are missing or behind its events. Flushes only.
+def refresh(calendar: Any, *, exact: bool = False) -> int:
+    """Fold again the cases whose events moved on since their facts were written. Flushes only.
 
-    On PostgreSQL one refresher at a time (a transaction-level advisory lock); another
-    request finding it taken reads the rows as they are (at most a few seconds behind)."""
-    if not force and not is_stale():
+    Cheap path (pages): the cases with events above the remembered highest event id. An event
+    whose id was allocated before that mark but committed after it (PostgreSQL allocates ids
+    before commit) is only seen by the exact path — the periodic job, ``gridcase dashboard
+    refresh`` and any time the mark looks wrong — which compares every case's chain head with
+    its row. On PostgreSQL one refresher at a time (a transaction-level advisory lock); a
+    request finding it taken reads the rows as they are."""
+    max_id = db.session.scalar(select(func.max(CaseEvent.id))) or 0
+    state = db.session.get(DashboardState, 1)
+    seen = state.last_event_id if state is not None else None
+    if not exact and seen == max_id:
+        return 0
+    if exact and not is_stale():
+        _remember(state, max_id)
         return 0
     if db.session.get_bind().dialect.name == "postgresql":
         if not db.session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}):
             return 0
-    stale = select(Case.id).outerjoin(CaseFacts, CaseFacts.case_id == Case.id).where(
-        (CaseFacts.case_id.is_(None)) | (CaseFacts.event_seq != Case.last_event_seq)
-    ).order_by(Case.id)
-    ids = list(db.session.scalars(stale))
+    if exact or seen is None or seen > max_id:
+        query = select(Case.id).outerjoin(CaseFacts, CaseFacts.case_id == Case.id).where(
+            (CaseFacts.case_id.is_(None)) | (CaseFacts.event_seq != Case.last_event_seq)
+        ).order_by(Case.id)
+    else:
+        query = select(CaseEvent.case_id).where(CaseEvent.id > seen, CaseEvent.id <= max_id).distinct()
+    ids = sorted(set(db.session.scalars(query)))
     for start in range(0, len(ids), BATCH):
         fold_cases(ids[start:start + BATCH], calendar)
+    _remember(state, max_id)
     return len(ids)
+
+
+def _remember(state: DashboardState | None, max_id: int) -> None:
+    if state is None:
+        db.session.add(DashboardState(id=1, last_event_id=max_id))
+    else:
+        state.last_event_id = max_id
+    db.session.flush()
 
 
 def rebuild(calendar: Any) -> int:
     """Delete every row and fold every case again from its events."""
+    max_id = db.session.scalar(select(func.max(CaseEvent.id))) or 0
     db.session.execute(delete(CaseFacts))
     ids = list(db.session.scalars(select(Case.id).order_by(Case.id)))
     for start in range(0, len(ids), BATCH):
         fold_cases(ids[start:start + BATCH], calendar)
+    _remember(db.session.get(DashboardState, 1), max_id)
     return len(ids)
 
 

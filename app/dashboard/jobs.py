@@ -9,11 +9,12 @@ log = logging.getLogger(__name__)
 
 
 def catch_up_job() -> int:
-    """Fold every case whose events moved on since its facts were written. Idempotent; one commit."""
+    """Fold every case whose events moved on since its facts were written (the exact check:
+    every chain head against its row). Idempotent; one commit."""
     from app.dashboard import service
 
     try:
-        folded = service.catch_up()
+        folded = service.catch_up(exact=True)
         commit()
     except Exception:
         rollback()

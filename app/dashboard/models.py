@@ -20,6 +20,10 @@ class CaseFacts(db.Model):
     __table_args__ = (
         Index("ix_dashboard_case_facts_grid_path", "grid_path",
               postgresql_ops={"grid_path": "varchar_pattern_ops"}),
+        # a period's scan reads only cases reported before its end and not ended before its start
+        Index("ix_dashboard_case_facts_reported_at", "reported_at"),
+        Index("ix_dashboard_case_facts_ended_at", "ended_at"),
+        Index("ix_dashboard_case_facts_closed_at", "closed_at"),
     )
 
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
@@ -64,3 +68,13 @@ class CaseFacts(db.Model):
     disclosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disclosure_overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     event_seq: Mapped[int] = mapped_column(Integer)
+
+
+class DashboardState(db.Model):
+    """One row: the highest case_events.id the facts have been caught up to (a hint for the
+    cheap check pages make; the periodic job's exact check does not trust it)."""
+
+    __tablename__ = "dashboard_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)

@@ -144,25 +144,40 @@ def require_viewer(user: User) -> None:
         raise PermissionDenied("the dashboard is for roles that lead or supervise", code="not_dashboard_role")
 
 
-def catch_up() -> int:
+def catch_up(*, exact: bool = False) -> int:
     """Fold the events appended since the last look into the facts (flushes only)."""
     from app.runtime import runtime
 
-    return facts_module.refresh(runtime().calendar)
+    return facts_module.refresh(runtime().calendar, exact=exact)
 
 
 # -- queries --------------------------------------------------------------------------
 def counts(user: User, filters: Filters, period: m.Period) -> dict[str, float]:
-    row = db.session.execute(select(*m.counter_columns()).where(*_conditions(user, filters)),
-                             m.period_params(period)).one()
-    return {key: float(value or 0) for key, value in row._mapping.items()}
+    return counts_pair(user, filters, period, None)[0]
+
+
+def counts_pair(user: User, filters: Filters, period: m.Period, previous: m.Period | None) -> tuple[dict[str, float], dict[str, float]]:
+    """Counters of ``period`` (and of ``previous``) in one scan of the facts that can count in them."""
+    columns = list(m.counter_columns())
+    params = {**m.period_params(period), **m.window_params(previous or period, period)}
+    if previous is not None:
+        columns += m.counter_columns("_prev")
+        params.update(m.period_params(previous, "_prev"))
+    row = db.session.execute(select(*columns).where(*_conditions(user, filters), m.window("_w")), params).one()
+    current, before = {}, {}
+    for key, value in row._mapping.items():
+        if key.endswith("_prev"):
+            before[key[:-5]] = float(value or 0)
+        else:
+            current[key] = float(value or 0)
+    return current, before
 
 
 def grouped_counts(user: User, filters: Filters) -> list[tuple[str, str | None, dict[str, float]]]:
     """Counters of the current period per (grid path, department): rankings roll these up."""
     rows = db.session.execute(
         select(F.grid_path, F.department, *m.counter_columns())
-        .where(*_conditions(user, filters))
+        .where(*_conditions(user, filters), m.window())
         .group_by(F.grid_path, F.department),
         m.period_params(filters.period),
     )
@@ -183,9 +198,8 @@ def _sum(items: Iterable[Mapping[str, float]]) -> dict[str, float]:
 
 
 def overview(user: User, filters: Filters) -> dict[str, Any]:
-    current = counts(user, filters, filters.period)
     previous_period = filters.period.previous()
-    previous = counts(user, filters, previous_period)
+    current, previous = counts_pair(user, filters, filters.period, previous_period)
     now_values, before_values = m.compute(current), m.compute(previous)
     rows = []
     for metric in m.METRICS:
@@ -261,7 +275,8 @@ def trend(user: User, filters: Filters) -> list[dict[str, Any]]:
     params: dict[str, Any] = {}
     for index, period in enumerate(months):
         params.update(m.period_params(period, f"_{index}"))
-    row = db.session.execute(select(*columns).where(*_conditions(user, filters)), params).one()._mapping
+    params.update(m.window_params(months[0], months[-1]))
+    row = db.session.execute(select(*columns).where(*_conditions(user, filters), m.window("_w")), params).one()._mapping
     result = []
     for index, period in enumerate(months):
         should = row[f"should_close_{index}"]
@@ -334,11 +349,18 @@ def grid_tree(user: User, filters: Filters, *, now: datetime | None = None) -> l
     if filters.grid:
         root = db.session.scalar(select(GridNode).where(GridNode.code == filters.grid))
         nodes = [n for n in nodes if n.path.startswith(root.path)]
+    # Roll every path's counts up to each of its ancestors once: O(paths x depth), not O(nodes x paths).
+    totals: dict[str, list[int]] = {}
+    for path, n, overdue in counts_by_path:
+        parts = [p for p in path.split("/") if p]
+        for depth in range(1, len(parts) + 1):
+            entry = totals.setdefault("/" + "/".join(parts[:depth]) + "/", [0, 0])
+            entry[0] += n
+            entry[1] += overdue
     result = []
     base_depth = min((n.path.count("/") for n in nodes), default=0)
     for node in nodes:
-        open_items = sum(n for path, n, _ in counts_by_path if path.startswith(node.path))
-        overdue = sum(o for path, _, o in counts_by_path if path.startswith(node.path))
+        open_items, overdue = totals.get(node.path, (0, 0))
         result.append({
             "node": node, "depth": node.path.count("/") - base_depth,
             "open": open_items, "overdue": overdue, "load": _load(open_items, overdue),

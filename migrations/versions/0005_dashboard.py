@@ -65,8 +65,19 @@ def upgrade():
         "ix_dashboard_case_facts_grid_path", "dashboard_case_facts", ["grid_path"],
         postgresql_ops={"grid_path": "varchar_pattern_ops"},
     )
+    for column in ("reported_at", "ended_at", "closed_at"):
+        op.create_index(f"ix_dashboard_case_facts_{column}", "dashboard_case_facts", [column])
+    op.create_table(
+        "dashboard_state",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("last_event_id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_dashboard_state"),
+    )
 
 
 def downgrade():
+    op.drop_table("dashboard_state")
+    for column in ("reported_at", "ended_at", "closed_at"):
+        op.drop_index(f"ix_dashboard_case_facts_{column}", table_name="dashboard_case_facts")
     op.drop_index("ix_dashboard_case_facts_grid_path", table_name="dashboard_case_facts")
     op.drop_table("dashboard_case_facts")

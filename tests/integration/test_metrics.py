@@ -336,3 +336,12 @@ def test_rebuild_gives_the_same_rows_and_catch_up_follows_new_events(app, seeded
     commit()
     row = db.session.get(CaseFacts, seeded["overdue"])
     assert row.level == "B" and row.upgrade_count == 1 and row.outcome == "open"
+
+
+def test_cli_rebuild_and_refresh(app, seeded):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["dashboard", "rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "folded 9 case(s)" in result.output
+    result = runner.invoke(args=["dashboard", "refresh"])
+    assert result.exit_code == 0 and "folded 0 case(s)" in result.output
