@@ -22,8 +22,8 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from flask import Flask, current_app
@@ -182,7 +182,7 @@ def _tag_current_job(reference: str) -> None:
         from rq import get_current_job
 
         job = get_current_job()
-        if job is not None and job.meta.get("case") != reference:
+        if job is not None and not job.meta.get("case") and not reference.startswith("#"):
             job.meta["case"] = reference
             job.save_meta()
     except Exception:  # noqa: BLE001 - only a label
@@ -269,3 +269,138 @@ def start_sweeper(app: Flask, *, tick_seconds: float = 1.0) -> threading.Thread:
     SWEEPER.update(thread=thread, next_run=next_run, started_at=utcnow())
     thread.start()
     return thread
+
+
+# -- status (the admin page /admin/jobs) -------------------------------------------------------
+@dataclass
+class JobStatus:
+    mode: str                                   # "redis" or "embedded"
+    redis_error: str | None = None
+    queues: list[dict] = field(default_factory=list)       # name, queued, started
+    scheduled: int = 0
+    workers: int = 0
+    failed: list[dict] = field(default_factory=list)       # id, func, case, error, at, queue
+    failed_total: int = 0
+    periodic: list[dict] = field(default_factory=list)     # name, func, every, last run
+    overdue: list[dict] = field(default_factory=list)      # reference, timer, due_at, late_seconds
+    overdue_total: int = 0
+    sweeper_running: bool = False
+    in_process: dict = field(default_factory=dict)
+    in_process_failures: list[dict] = field(default_factory=list)
+
+
+OVERDUE_GRACE_SECONDS = 60
+
+
+def job_status(*, failed_limit: int = 50, overdue_limit: int = 20) -> JobStatus:
+    """What background work looks like now. Needs an app context; never raises for Redis."""
+    from sqlalchemy import func
+
+    from app import queue as q
+
+    connection = q.redis_connection()
+    status = JobStatus(mode="redis" if connection is not None else "embedded")
+    runs = {}
+    if connection is not None:
+        try:
+            _redis_status(status, connection, failed_limit)
+            runs = last_runs()
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            status.redis_error = f"{type(exc).__name__}: {exc}"
+    else:
+        thread = SWEEPER.get("thread")
+        status.sweeper_running = bool(thread is not None and thread.is_alive())
+        status.in_process = dict(q.IN_PROCESS)
+        status.in_process_failures = list(q.IN_PROCESS_FAILURES)
+        runs = last_runs()
+    for name, job in sorted(PERIODIC_JOBS.items()):
+        run = runs.get(name) or {}
+        status.periodic.append({
+            "name": name, "func": job.func, "every": interval_of(job), "at": _parse_time(run.get("at")),
+            "ok": run.get("ok"), "seconds": run.get("seconds"), "error": run.get("error"),
+        })
+    limit = utcnow() - timedelta(seconds=OVERDUE_GRACE_SECONDS)
+    overdue = (Timer.state == "waiting", Timer.due_at < limit)
+    status.overdue_total = db.session.scalar(select(func.count()).select_from(Timer).where(*overdue)) or 0
+    now = utcnow()
+    for reference, name, due_at in db.session.execute(
+        select(Case.reference, Timer.name, Timer.due_at).join(Case, Case.id == Timer.case_id)
+        .where(*overdue).order_by(Timer.due_at).limit(overdue_limit)
+    ):
+        status.overdue.append({"reference": reference, "timer": name, "due_at": due_at,
+                               "late_seconds": int((now - due_at).total_seconds())})
+    return status
+
+
+def _redis_status(status: JobStatus, connection, failed_limit: int) -> None:
+    from rq import Queue, Worker
+    from rq.job import Job
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    from app.queue import QUEUE_NAMES
+
+    failed_ids: list[tuple[str, str]] = []
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=connection, serializer=JSONSerializer)
+        status.queues.append({"name": name, "queued": len(queue), "started": StartedJobRegistry(queue=queue).count})
+        status.scheduled += ScheduledJobRegistry(queue=queue).count
+        registry = FailedJobRegistry(queue=queue)
+        status.failed_total += registry.count
+        failed_ids += [(job_id, name) for job_id in registry.get_job_ids(0, failed_limit - 1, desc=True)]
+    status.workers = len(Worker.all(connection=connection))
+    jobs = Job.fetch_many([job_id for job_id, _ in failed_ids], connection=connection, serializer=JSONSerializer)
+    for (job_id, queue_name), job in zip(failed_ids, jobs):
+        if job is None:
+            continue
+        error = (job.exc_info or "").strip().splitlines()
+        status.failed.append({
+            "id": job_id, "queue": queue_name, "func": _safe(lambda: job.func_name),
+            "args": _safe(lambda: job.args), "case": (job.meta or {}).get("case"),
+            "error": error[-1] if error else "", "at": _aware(job.ended_at or job.enqueued_at),
+        })
+    status.failed.sort(key=lambda row: row["at"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+
+
+def requeue_failed(job_id: str) -> bool:
+    """Put a failed rq job back on its queue; False when it is not (or no longer) failed."""
+    from rq import Queue
+    from rq.exceptions import InvalidJobOperationError, NoSuchJobError
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    from app.queue import QUEUE_NAMES, redis_connection
+
+    connection = redis_connection()
+    if connection is None:
+        return False
+    for name in QUEUE_NAMES:
+        registry = FailedJobRegistry(queue=Queue(name, connection=connection, serializer=JSONSerializer))
+        if job_id in registry.get_job_ids(cleanup=False):
+            try:
+                registry.requeue(job_id)
+            except (InvalidJobOperationError, NoSuchJobError):
+                return False
+            log.info("failed job %s requeued on %s", job_id, name)
+            return True
+    return False
+
+
+def _safe(getter: Callable) -> Any:
+    try:
+        return getter()
+    except Exception:  # noqa: BLE001 - a job that cannot be deserialised still shows
+        return "?"
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None

@@ -417,6 +417,34 @@ def department(department_id: int):
     return render_template("admin/department.html", item=item, form=form, error=error), 422
 
 
+# -- background jobs (issue 5) --------------------------------------------------------------
+@blp.get("/jobs")
+def jobs():
+    """Queue length, scheduled and failed jobs, periodic jobs and overdue timers (read-only)."""
+    from flask_babel import format_datetime
+
+    from app.jobs import OVERDUE_GRACE_SECONDS, job_status
+
+    status = job_status()
+    return render_template("admin/jobs.html", status=status, form=ConfirmForm(), grace=OVERDUE_GRACE_SECONDS,
+                           when=lambda value: format_datetime(value, "yyyy-MM-dd HH:mm:ss") if value else "—")
+
+
+@blp.post("/jobs/failed/<job_id>/requeue")
+def requeue_job(job_id: str):
+    """Put a failed job back on its queue (jobs are idempotent: a rerun does no harm)."""
+    from app.jobs import requeue_failed
+
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        flash(_("The form expired; please try again."))
+    elif requeue_failed(job_id):
+        flash(_("Job %(id)s is queued again.", id=job_id))
+    else:
+        flash(_("Job %(id)s is not among the failed jobs (any more).", id=job_id))
+    return redirect(url_for("admin.jobs"))
+
+
 # -- CSV import -----------------------------------------------------------------------------
 IMPORTS = {
     "grids": (service.import_grids, service.GRID_COLUMNS, "admin.grids"),
