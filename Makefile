@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python bench/engine_throughput.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/timers.py
 
 clean-db:
 	rm -f instance/gridcase.sqlite3 instance/gridcase.sqlite3-wal instance/gridcase.sqlite3-shm
