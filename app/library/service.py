@@ -283,6 +283,15 @@ def validate_draft(draft: ProcessDraft, rt: Runtime) -> DraftCheck:
     return DraftCheck(issues, definition, definitions)
 
 
+def draft_changes(draft: ProcessDraft, rt: Runtime, check: DraftCheck | None = None) -> tuple[ProcessVersion, DefinitionDiff] | None:
+    """What the draft changes against the newest deployed version (None while it does not load)."""
+    check = check or validate_draft(draft, rt)
+    if check.definition is None:
+        return None
+    latest = processes.get_version(draft.process_id)
+    return latest, diff_definitions(processes.definition_of(latest, rt), check.definition)
+
+
 def run_draft_scenarios(draft: ProcessDraft, rt: Runtime, check: DraftCheck | None = None) -> SuiteReport | None:
     """Run the draft's scenarios/*.json against the draft; None when it does not load."""
     check = check or validate_draft(draft, rt)

@@ -163,10 +163,11 @@ def _render_editor(process_id, draft, *, status=200, message=None, refused=None,
         current = service.main_bpmn(files, process_id)
     check = service.validate_draft(draft, runtime())
     text = files[current].decode("utf-8", "replace") if current and not current.endswith((".bpmn", ".dmn")) else None
+    changes = service.draft_changes(draft, runtime(), check)
     return render_template(
         "library/editor.html", process_id=process_id, draft=draft, files=sorted(files), current=current,
         kind=_kind(current), text=text, issues=check.issues, message=message, refused=refused or {},
-        deploy_error=deploy_error,
+        deploy_error=deploy_error, latest=changes[0] if changes else None, changes=changes[1] if changes else None,
     ), status
 
 
@@ -258,8 +259,13 @@ def delete_file(process_id: str, filename: str):
 
 @blp.post("/<process_id>/draft/validate")
 def validate(process_id: str):
-    check = service.validate_draft(_draft_or_404(process_id), runtime())
-    return jsonify({"ok": check.ok, "issues": [_issue(i) for i in check.issues]})
+    draft = _draft_or_404(process_id)
+    check = service.validate_draft(draft, runtime())
+    changes = service.draft_changes(draft, runtime(), check)
+    return jsonify({"ok": check.ok, "issues": [_issue(i) for i in check.issues],
+                    "changes": None if changes is None else [
+                        {"element_id": c.element_id, "name": c.name, "status": c.status, "kind": c.kind,
+                         "aspects": list(c.aspect_names)} for c in changes[1].changes]})
 
 
 @blp.post("/<process_id>/draft/scenarios")

@@ -122,6 +122,10 @@ def test_process_owner_edits_deploys_and_migrates(app, page, live_server, with_p
     page.locator("#undo-edit").click()
     page.locator("#validate-draft").click()
     page.locator("#issues li.none").wait_for()
+    page.wait_for_function("document.querySelector('#draft-changes li[data-element=chief_close][data-status=changed]') !== null"
+                           " && document.querySelector('#draft-changes li[data-status=removed]') === null")
+    changes = page.locator("#draft-changes li[data-status=changed]")
+    assert sorted(changes.evaluate_all("els => els.map(e => e.dataset.element)")) == ["chief_close", "timer_a_warning"]
     shot(page, "07-valid-again")
 
     # 5. Run the scenarios.

@@ -165,7 +165,7 @@
   });
   document.getElementById("validate-draft").addEventListener("click", function () {
     save().then(function () { return post(root.getAttribute("data-validate")); })
-      .then(function (result) { showIssues(result.data.issues || []); }).catch(function () {});
+      .then(function (result) { showIssues(result.data.issues || []); showChanges(result.data.changes); }).catch(function () {});
   });
   document.getElementById("run-scenarios").addEventListener("click", function () {
     save().then(function () {
@@ -183,6 +183,29 @@
     event.preventDefault();
     save().then(function () { deployForm.submit(); }).catch(function () {});
   });
+
+  function showChanges(changes) {
+    var list = document.getElementById("draft-changes");
+    if (!list) { return; }
+    var labels = JSON.parse(list.getAttribute("data-labels") || "{}");
+    var aspects = JSON.parse(list.getAttribute("data-aspects") || "{}");
+    list.textContent = "";
+    function note(text) { var li = document.createElement("li"); li.className = "muted"; li.textContent = text; list.appendChild(li); }
+    if (changes === null || changes === undefined) { note(list.getAttribute("data-unknown")); return; }
+    if (!changes.length) { note(list.getAttribute("data-none")); return; }
+    changes.forEach(function (c) {
+      var li = document.createElement("li");
+      li.setAttribute("data-element", c.element_id);
+      li.setAttribute("data-status", c.status);
+      var tag = document.createElement("span");
+      tag.className = "lib-tag " + c.status;
+      tag.textContent = labels[c.status] || c.status;
+      li.appendChild(tag);
+      var what = (c.aspects || []).map(function (a) { return aspects[a] || a; }).join(", ");
+      li.appendChild(document.createTextNode(" " + (c.name || c.element_id) + (what ? " (" + what + ")" : "")));
+      list.appendChild(li);
+    });
+  }
 
   function showScenarios(data) {
     var list = document.getElementById("scenario-results");
