@@ -196,6 +196,8 @@ def make_worker(app, *, name: str | None = None, tick_seconds: float = 1.0, peri
         def _keep_scheduler_alive(self) -> None:
             if self.scheduler is None or time.monotonic() < self._next_scheduler_check:
                 return
+            if self._stop_requested or self._shutdown_requested_date:  # stopping: rq stopped it on purpose
+                return
             self._next_scheduler_check = time.monotonic() + 5
             process = self.scheduler._process
             if process is None or not process.is_alive():

@@ -108,7 +108,8 @@ class Workers:
     def start(self, name: str) -> subprocess.Popen:
         env = dict(os.environ)
         env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url,
-                   GRIDCASE_INSTANCE_PATH=str(self.instance), PYTHONUNBUFFERED="1")
+                   GRIDCASE_INSTANCE_PATH=str(self.instance), PYTHONUNBUFFERED="1",
+                   PYTHONFAULTHANDLER="1")
         with open(self.directory / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
@@ -133,7 +134,17 @@ class Workers:
 
     def terminate(self, process: subprocess.Popen, timeout: float = 30) -> int:
         process.send_signal(signal.SIGTERM)
-        return process.wait(timeout)
+        return self.wait(process, timeout)
+
+    def wait(self, process: subprocess.Popen, timeout: float) -> int:
+        """Wait for the worker to exit; if it hangs, have it dump its threads' stacks
+        into its log (PYTHONFAULTHANDLER) before failing."""
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            time.sleep(1)
+            raise AssertionError(f"worker {process.pid} did not exit:\n{self.log(process)[-6000:]}") from None
 
     def stop_all(self) -> None:
         for process in self.processes:

@@ -87,6 +87,19 @@ def _started_jobs(redis_server) -> list[str]:
             for job_id in StartedJobRegistry(queue=Queue(name, connection=connection, serializer=JSONSerializer)).get_job_ids(cleanup=False)]
 
 
+def _running_for(redis_server, seconds: float) -> list[str]:
+    """Timer jobs (nudges, sweeps) that started more than ``seconds`` ago and still run."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    now = datetime.now(timezone.utc)
+    ids = [job_id for job_id in _started_jobs(redis_server) if job_id.startswith(("timer-", "periodic-timers-sweep-"))]
+    jobs = Job.fetch_many(ids, connection=redis_server.connection(), serializer=JSONSerializer)
+    return [job.id for job in jobs if job is not None and job.started_at is not None
+            and (now - job.started_at.replace(tzinfo=timezone.utc)).total_seconds() > seconds
+            and job.get_status() == "started"]
+
+
 def _logs(workers: Workers) -> str:
     return "\n".join(f"--- worker {i}\n{workers.log(p)[-4000:]}" for i, p in enumerate(workers.processes))
 
@@ -97,8 +110,9 @@ def test_kill_9_in_the_middle_of_firing(fault_app, client, world, workers, redis
     case = _start(client, world, "slow_timer", slow_rounds=1000)  # a few seconds of script on the timer path
     reference = case["reference"]
 
-    _sleep_until(_due(case), 1.5)
-    assert _started_jobs(redis_server), "the timer should be firing now:\n" + _logs(workers)
+    _sleep_until(_due(case))
+    # Firing = the nudge or a sweep that has been running for 2 s (the script takes longer).
+    wait_until(lambda: _running_for(redis_server, 2.0), 30, "the timer to be firing\n" + _logs(workers))
     assert descendants(first.pid), "a work horse is running"
     assert timer_fired_events(fault_app, [reference]) == 0
     workers.kill9(first)  # worker and work horse die mid-transaction
@@ -149,11 +163,12 @@ def test_redis_restart_while_the_worker_runs(fault_app, client, world, workers, 
 def test_worker_stopped_for_a_while_then_started_again(fault_app, client, world, workers, redis_server):
     first = workers.start("first")
     _wait_for_worker(workers, redis_server.url)
-    slow = _start(client, world, "slow_timer", slow_rounds=700)
-    _sleep_until(_due(slow), 1.0)
+    slow = _start(client, world, "slow_timer", slow_rounds=1000)
+    _sleep_until(_due(slow))
+    wait_until(lambda: _running_for(redis_server, 2.0), 30, "the timer to be firing\n" + _logs(workers))
     # SIGTERM mid-job: the worker finishes the job in hand, then exits cleanly.
     first.send_signal(signal.SIGTERM)
-    assert first.wait(60) == 0, _logs(workers)
+    assert workers.wait(first, 60) == 0, _logs(workers)
     assert timer_fired_events(fault_app, [slow["reference"]]) == 1, "the job in hand is finished:\n" + _logs(workers)
 
     references = [_start(client, world)["reference"] for _ in range(4)]
