@@ -141,20 +141,21 @@ def _delivery_insert():
             endpoint.c.active.is_(True),
             or_(endpoint.c.kinds == "", endpoint.c.kinds.like(bindparam("pattern", type_=String))),
         )
+        # RETURNING, not rowcount: with bind parameters the PostgreSQL driver reports rowcount -1.
         _INSERT = WebhookDelivery.__table__.insert().from_select(
             ["endpoint_id", "case_reference", "seq", "event_kind", "body", "status", "attempts", "created_at",
              "next_attempt_at"], query,
-        )
+        ).returning(WebhookDelivery.__table__.c.id)
     return _INSERT
 
 
 def on_event(case, event) -> None:
     """One INSERT … SELECT of a delivery per active endpoint that wants this kind."""
-    result = db.session.execute(_delivery_insert(), {
+    created = db.session.execute(_delivery_insert(), {
         "reference": case.reference, "seq": event.seq, "kind": event.kind, "body": body_of(case, event),
         "at": event.at, "next_at": event.at, "pattern": f"%,{event.kind},%",
-    })
-    if result.rowcount:
+    }).first()
+    if created is not None:
         from app import queue
 
         queue.defer("app.webhooks.service.deliver_event_job", case.reference, event.seq,
