@@ -157,20 +157,18 @@ def counts(user: User, filters: Filters, period: m.Period) -> dict[str, float]:
 
 
 def counts_pair(user: User, filters: Filters, period: m.Period, previous: m.Period | None) -> tuple[dict[str, float], dict[str, float]]:
-    """Counters of ``period`` (and of ``previous``) in one scan of the facts that can count in them."""
-    columns = list(m.counter_columns())
-    params = {**m.period_params(period), **m.window_params(previous or period, period)}
-    if previous is not None:
-        columns += m.counter_columns("_prev")
-        params.update(m.period_params(previous, "_prev"))
-    row = db.session.execute(select(*columns).where(*_conditions(user, filters), m.window("_w")), params).one()
-    current, before = {}, {}
-    for key, value in row._mapping.items():
-        if key.endswith("_prev"):
-            before[key[:-5]] = float(value or 0)
-        else:
-            current[key] = float(value or 0)
-    return current, before
+    """Counters of ``period`` (and of ``previous``): one scan each of the facts that can count in
+    it (two narrow scans cost less than one wide one evaluating both periods' counters per row)."""
+    current = _scan(user, filters, period)
+    return current, (_scan(user, filters, previous) if previous is not None else {})
+
+
+def _scan(user: User, filters: Filters, period: m.Period, only: tuple[str, ...] | None = None) -> dict[str, float]:
+    params = {**m.period_params(period), **m.window_params(period, period, "")}
+    row = db.session.execute(
+        select(*m.counter_columns("", only)).where(*_conditions(user, filters), m.window()), params
+    ).one()
+    return {key: float(value or 0) for key, value in row._mapping.items()}
 
 
 def grouped_counts(user: User, filters: Filters) -> list[tuple[str, str | None, dict[str, float]]]:
@@ -197,7 +195,7 @@ def _sum(items: Iterable[Mapping[str, float]]) -> dict[str, float]:
     return total
 
 
-def overview(user: User, filters: Filters) -> dict[str, Any]:
+def overview(user: User, filters: Filters, *, parts: tuple[str, ...] = ("metrics", "volume", "hours", "trend")) -> dict[str, Any]:
     previous_period = filters.period.previous()
     current, previous = counts_pair(user, filters, filters.period, previous_period)
     now_values, before_values = m.compute(current), m.compute(previous)
@@ -214,8 +212,9 @@ def overview(user: User, filters: Filters) -> dict[str, Any]:
     return {
         "period": filters.period, "previous_period": previous_period,
         "rows": rows, "counts": current,
-        "volume": volume(user, filters), "hours": handling_hours(user, filters),
-        "trend": trend(user, filters),
+        "volume": volume(user, filters) if "volume" in parts else {},
+        "hours": handling_hours(user, filters) if "hours" in parts else [],
+        "trend": trend(user, filters) if "trend" in parts else [],
     }
 
 
@@ -270,13 +269,13 @@ def trend(user: User, filters: Filters) -> list[dict[str, Any]]:
         months.append(m.parse_period(f"{year:04d}-{month:02d}"))
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     months.reverse()
-    columns = [column for index in range(TREND_MONTHS)
-               for column in m.counter_columns(f"_{index}", ("reported", "closed", "closed_on_time", "should_close"))]
-    params: dict[str, Any] = {}
+    # One narrow scan per month (four counters over that month's cases) reads far fewer
+    # (row, counter) pairs than one scan of six months evaluating 24 counters per row.
+    wanted = ("reported", "closed", "closed_on_time", "should_close")
+    row = {}
     for index, period in enumerate(months):
-        params.update(m.period_params(period, f"_{index}"))
-    params.update(m.window_params(months[0], months[-1]))
-    row = db.session.execute(select(*columns).where(*_conditions(user, filters), m.window("_w")), params).one()._mapping
+        for key, value in _scan(user, filters, period, wanted).items():
+            row[f"{key}_{index}"] = value
     result = []
     for index, period in enumerate(months):
         should = row[f"should_close_{index}"]
@@ -484,9 +483,14 @@ EXPORTABLE = ("metrics", "volume", "hours", "trend", "communities", "departments
 def table_for_export(user: User, filters: Filters, key: str) -> Table:
     if key not in EXPORTABLE:
         raise NotFound(f"no table {key!r}")
-    if key in ("metrics", "volume", "hours", "trend"):
-        data = overview(user, filters)
-        return {"metrics": metrics_table, "volume": volume_table, "hours": hours_table, "trend": trend_table}[key](data)
+    if key == "metrics":
+        return metrics_table(overview(user, filters, parts=("metrics",)))
+    if key == "volume":
+        return volume_table({"volume": volume(user, filters)})
+    if key == "hours":
+        return hours_table({"hours": handling_hours(user, filters)})
+    if key == "trend":
+        return trend_table({"trend": trend(user, filters)})
     if key in ("communities", "departments"):
         ranked = rankings(user, filters)
         title = _("Communities") if key == "communities" else _("Departments")
