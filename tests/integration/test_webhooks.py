@@ -173,3 +173,14 @@ def test_bad_webhook_input_is_refused(app, world):
         result = runner.invoke(args=args)
         assert result.exit_code != 0 and "Error" in result.output, (args, result.output)
     assert deliveries(app) == []
+
+
+def test_no_endpoint_means_no_delivery_and_no_job(app, client, world, monkeypatch):
+    """A step with no webhook configured costs one statement and queues nothing."""
+    import app.queue as queue
+
+    queued = []
+    monkeypatch.setattr(queue, "defer", lambda func, *args, **kwargs: queued.append(func))
+    reference = start_case(client, world)["reference"]
+    walk(client, world, reference, [("register", "member", REGISTER)])
+    assert queued == [] and deliveries(app) == []
