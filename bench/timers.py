@@ -154,13 +154,13 @@ def seed(app, cases: int, first_due: datetime, spread: float) -> tuple[int, int,
                                                 data={"due_at": first_due.isoformat()}, actor=None)
             commit()
             first = template.id
-            last = clone(template.id, cases - 1) if cases > 1 else first
+            last = clone(template.id, cases - 1, prefix=f"BT{first}") if cases > 1 else first
             commit()
         db.session.remove()
     return first, last, time.perf_counter() - t0
 
 
-def clone(template_id: int, copies: int) -> int:
+def clone(template_id: int, copies: int, prefix: str) -> int:
     """Copy the template case's rows ``copies`` times; returns the last new case id."""
     import hashlib
 
@@ -187,7 +187,7 @@ def clone(template_id: int, copies: int) -> int:
         chunk = range(offset, min(copies, offset + 1000))
         new_cases, new_events = [], []
         for n in chunk:
-            reference = f"BT-{n + 1:07d}"
+            reference = f"{prefix}-{n + 1:07d}"
             digest = hashlib.sha256(canonical_content(
                 reference=reference, seq=1, kind=event["kind"], at=event["at"], actor=event["actor"],
                 role=event["role"], payload=event["payload"], prev_hash=event["prev_hash"])).hexdigest()

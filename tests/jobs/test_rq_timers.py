@@ -3,6 +3,7 @@ timer exactly once; if Redis loses the job, the sweep still fires it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -57,8 +58,16 @@ def _worker(app, tmp_path, *args) -> subprocess.CompletedProcess:
         REDIS_URL=REDIS_TEST_URL,
         GRIDCASE_INSTANCE_PATH=str(tmp_path / "worker-instance"),
     )
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env["PYTHONFAULTHANDLER"] = "1"
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)  # a hung worker dumps its threads' stacks (faulthandler)
+        stdout, stderr = process.communicate(timeout=30)
+        raise AssertionError(f"{args} did not finish:\n{stdout[-3000:]}\n{stderr[-8000:]}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def _start(client, world) -> dict:
