@@ -279,6 +279,16 @@ def of_case(case: Case) -> list[ExtensionRequest]:
     ))
 
 
+def _of_case_once(case: Case) -> list[ExtensionRequest]:
+    """of_case, read once per request (the case page asks for every task card)."""
+    from flask import g
+
+    cache = g.setdefault("_case_extensions", {})
+    if case.id not in cache:
+        cache[case.id] = of_case(case)
+    return cache[case.id]
+
+
 def get(extension_id: int, user: User) -> ExtensionRequest:
     ext = db.session.get(ExtensionRequest, extension_id)
     if ext is None:
@@ -414,7 +424,7 @@ def attach_pages(blp, app) -> None:
     def _user():
         return current_user._get_current_object()
 
-    app.jinja_env.globals["case_extensions"] = of_case
+    app.jinja_env.globals["case_extensions"] = _of_case_once
     app.jinja_env.globals.setdefault("local_time", views.local_time)
     if getattr(blp, "_gridcase_extensions", False):
         return  # routes are attached once per process; every app registers the same blueprint
