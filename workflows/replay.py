@@ -88,10 +88,13 @@ def normalise(value: Any) -> Any:
     return json.loads(json.dumps(value, ensure_ascii=False))
 
 
-def data_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, Any]:
-    """What a step did to the case data (both JSON-safe): keys set (new or changed) and removed."""
-    before = normalise(dict(before or {}))
-    after = normalise(dict(after))
+def data_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any], *, normalised: bool = False) -> dict[str, Any]:
+    """What a step did to the case data (both JSON-safe): keys set (new or changed) and removed.
+    ``normalised``: both are already as a JSON column gives them back."""
+    if not normalised:
+        before = normalise(dict(before or {}))
+        after = normalise(dict(after))
+    before = before or {}
     changed = {key: value for key, value in after.items() if key not in before or before[key] != value}
     removed = sorted(key for key in before if key not in after)
     return {"set": changed, "removed": removed}
@@ -370,7 +373,7 @@ class Replayer:
     # -- comparing with the record ----------------------------------------------------------
     def _compare(self, state: "_ReplayState", event: RecordedEvent, outcome: Outcome) -> None:
         data = normalise(self.engine.plain(dict(outcome.data)))
-        changes = data_changes(state.data, data)
+        changes = data_changes(state.data, data, normalised=True)
         state.data = data
         ready = sorted(outcome.ready, key=lambda t: t.spec_id)
         timers = sorted(outcome.timers, key=lambda t: t.spec_id)
