@@ -226,12 +226,28 @@ def _column(key: Any, condition: Any, label: str) -> Any:
     return func.count().filter(condition).label(label)
 
 
-def window(suffix: str = "") -> Any:
-    """Facts that can count in [p_start<suffix>, p_end<suffix>): every milestone of a case lies
-    between its report and its end, so a case reported after the window or ended before it
-    counts nowhere in it. Exact, and indexable (reported_at, ended_at)."""
+# Every counter needs one of these milestones inside the period (red_open aside, below).
+MILESTONES = ("reported_at", "intake_at", "handled_at", "closed_at", "ended_at", "first_red_at", "first_yellow_at",
+              "rated_at", "last_tally_at", "resolution_at", "disclosed_at", "disclosure_overdue_at")
+TREND_MILESTONES = ("reported_at", "closed_at", "ended_at", "first_red_at")
+
+
+BACKLOG_COUNTERS = ("red_open",)   # counted over the backlog, not over the period's milestones
+
+
+def window(suffix: str = "", milestones: tuple[str, ...] = MILESTONES) -> Any:
+    """The facts that can count in [p_start<suffix>, p_end<suffix>): a milestone inside it. Exact
+    for every counter but the backlog ones (:func:`backlog_window`), and each term is an index
+    range, so the database reads only the period's cases (a bitmap OR of index scans) instead of
+    the whole table."""
     p = _Bounds(suffix)
-    return and_(F.reported_at < p.end, or_(F.ended_at.is_(None), F.ended_at >= p.start))
+    return or_(*[_within(getattr(F, name), p) for name in milestones])
+
+
+def backlog_window(suffix: str = "") -> Any:
+    """The facts "overdue and still open" can count: a deadline passed before the end, no end by then."""
+    p = _Bounds(suffix)
+    return and_(F.first_red_at < p.end, _not_by_end(F.ended_at, p))
 
 
 def window_params(start: Period, end: Period, suffix: str = "_w") -> dict[str, datetime]:

@@ -20,10 +20,10 @@ class CaseFacts(db.Model):
     __table_args__ = (
         Index("ix_dashboard_case_facts_grid_path", "grid_path",
               postgresql_ops={"grid_path": "varchar_pattern_ops"}),
-        # a period's scan reads only cases reported before its end and not ended before its start
-        Index("ix_dashboard_case_facts_reported_at", "reported_at"),
-        Index("ix_dashboard_case_facts_ended_at", "ended_at"),
-        Index("ix_dashboard_case_facts_closed_at", "closed_at"),
+        # a period's scan reads only the cases with a milestone in it (metrics.window)
+        *[Index(f"ix_dashboard_case_facts_{name}", name) for name in (
+            "reported_at", "intake_at", "handled_at", "closed_at", "ended_at", "first_red_at", "first_yellow_at",
+            "rated_at", "last_tally_at", "resolution_at", "disclosed_at", "disclosure_overdue_at")],
     )
 
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)

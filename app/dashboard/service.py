@@ -163,18 +163,33 @@ def counts_pair(user: User, filters: Filters, period: m.Period, previous: m.Peri
     return current, (_scan(user, filters, previous) if previous is not None else {})
 
 
-def _scan(user: User, filters: Filters, period: m.Period, only: tuple[str, ...] | None = None) -> dict[str, float]:
-    params = {**m.period_params(period), **m.window_params(period, period, "")}
-    row = db.session.execute(
-        select(*m.counter_columns("", only)).where(*_conditions(user, filters), m.window()), params
-    ).one()
-    return {key: float(value or 0) for key, value in row._mapping.items()}
+def _scan(user: User, filters: Filters, period: m.Period, only: tuple[str, ...] | None = None,
+          milestones: tuple[str, ...] = m.MILESTONES) -> dict[str, float]:
+    """The counters of one period: one scan of the cases with a milestone in it, and one of the
+    overdue backlog (which reaches back before the period)."""
+    names = only or tuple(n for n in m.counter_names() if n not in m.BACKLOG_COUNTERS)
+    params = m.period_params(period)
+    result: dict[str, float] = {}
+    periodic = tuple(n for n in names if n not in m.BACKLOG_COUNTERS)
+    if periodic:
+        row = db.session.execute(
+            select(*m.counter_columns("", periodic)).where(*_conditions(user, filters), m.window("", milestones)),
+            params,
+        ).one()
+        result.update({key: float(value or 0) for key, value in row._mapping.items()})
+    backlog = m.BACKLOG_COUNTERS if only is None else tuple(n for n in names if n in m.BACKLOG_COUNTERS)
+    if backlog:
+        row = db.session.execute(
+            select(*m.counter_columns("", backlog)).where(*_conditions(user, filters), m.backlog_window()), params,
+        ).one()
+        result.update({key: float(value or 0) for key, value in row._mapping.items()})
+    return result
 
 
 def grouped_counts(user: User, filters: Filters) -> list[tuple[str, str | None, dict[str, float]]]:
     """Counters of the current period per (grid path, department): rankings roll these up."""
     rows = db.session.execute(
-        select(F.grid_path, F.department, *m.counter_columns())
+        select(F.grid_path, F.department, *m.counter_columns("", RANKING_COUNTERS))
         .where(*_conditions(user, filters), m.window())
         .group_by(F.grid_path, F.department),
         m.period_params(filters.period),
@@ -274,7 +289,7 @@ def trend(user: User, filters: Filters) -> list[dict[str, Any]]:
     wanted = ("reported", "closed", "closed_on_time", "should_close")
     row = {}
     for index, period in enumerate(months):
-        for key, value in _scan(user, filters, period, wanted).items():
+        for key, value in _scan(user, filters, period, wanted, m.TREND_MILESTONES).items():
             row[f"{key}_{index}"] = value
     result = []
     for index, period in enumerate(months):
@@ -289,6 +304,8 @@ def trend(user: User, filters: Filters) -> list[dict[str, Any]]:
 
 
 RANKING_METRICS = ("ontime_closing_rate", "closing_rate", "ontime_handling_rate", "satisfaction_rate", "mean_hours")
+RANKING_COUNTERS = ("reported", "closed", "red", "closed_on_time", "should_close", "handled_on_time", "should_handle",
+                    "satisfied", "rated", "hours_sum", "hours_n")
 
 
 def rankings(user: User, filters: Filters) -> dict[str, list[dict[str, Any]]]:

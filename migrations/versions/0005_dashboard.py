@@ -13,6 +13,10 @@ down_revision = '0004'
 branch_labels = None
 depends_on = None
 
+# a period's scan reads only the cases with a milestone in it (app/dashboard/metrics.py window)
+MILESTONES = ("reported_at", "intake_at", "handled_at", "closed_at", "ended_at", "first_red_at", "first_yellow_at",
+              "rated_at", "last_tally_at", "resolution_at", "disclosed_at", "disclosure_overdue_at")
+
 
 def upgrade():
     op.create_table(
@@ -65,7 +69,7 @@ def upgrade():
         "ix_dashboard_case_facts_grid_path", "dashboard_case_facts", ["grid_path"],
         postgresql_ops={"grid_path": "varchar_pattern_ops"},
     )
-    for column in ("reported_at", "ended_at", "closed_at"):
+    for column in MILESTONES:
         op.create_index(f"ix_dashboard_case_facts_{column}", "dashboard_case_facts", [column])
     op.create_table(
         "dashboard_state",
@@ -77,7 +81,7 @@ def upgrade():
 
 def downgrade():
     op.drop_table("dashboard_state")
-    for column in ("reported_at", "ended_at", "closed_at"):
+    for column in MILESTONES:
         op.drop_index(f"ix_dashboard_case_facts_{column}", table_name="dashboard_case_facts")
     op.drop_index("ix_dashboard_case_facts_grid_path", table_name="dashboard_case_facts")
     op.drop_table("dashboard_case_facts")
