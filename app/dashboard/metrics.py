@@ -3,8 +3,10 @@
 Every metric is one declarative :class:`Metric`: a numerator and a denominator, each a named
 *counter* — a conditional count over ``dashboard_case_facts`` for the chosen period — and the
 published wording of its formula and period rule (the definitions page renders this list).
-Counters are plain SQL ``SUM(CASE …)`` over one table, so one scan gives every metric, and
-the same scan grouped by grid path or department gives the rankings.
+Counters are ``COUNT(*) FILTER (WHERE …)`` over one table with the period as bound parameters:
+one statement, built once, reads only the cases with a milestone in the period (indexed), one
+more counts the overdue backlog, and the same statement grouped by grid path or department
+gives the rankings.
 
 Period rules (all periods are [start, end) in Asia/Shanghai):
 - a case counts where its *milestone* falls: reported at, intake decided at, handled at,
