@@ -378,7 +378,9 @@ def main(argv=None) -> int:
                   f"({n_events / rebuild_s:,.0f} events/s); a one-off, then pages catch up incrementally")
             with psycopg.connect(plain, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE dashboard_case_facts")
+        load_before = os.getloadavg()
         timings = measure(app, args.warmup, args.requests)
+        load_after = os.getloadavg()
         print()
         print(f"Dashboard pages, PostgreSQL, {n_events:,} events / {n_cases:,} cases; {args.requests} requests per line "
               f"after {args.warmup} warm-up, Flask test client, signed in; target p95 < {TARGET_P95_MS:.0f} ms")
@@ -391,6 +393,9 @@ def main(argv=None) -> int:
             print(f"{timing.scope:<32} {timing.page:<28} {timing.p(0.5):>8.1f} {p95:>8.1f} "
                   f"{max(timing.latencies) * 1000 if timing.latencies else float('nan'):>8.1f}  {verdict:<7}  {timing.note}")
         print(f"worst p95: {worst:.1f} ms")
+        print(f"load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "
+              f"after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} on {os.cpu_count()} CPUs: "
+              "figures taken on a shared machine scale with its load")
         print("A ratio against raw SpiffWorkflow is not meaningful for reporting queries over stored events; none is given.")
     finally:
         if app is not None:
