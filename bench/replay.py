@@ -2,7 +2,7 @@
 """Replay speed: verifying closed cases (hash chain + deterministic replay) against raw
 SpiffWorkflow executing the same steps in memory.
 
-    .venv/bin/python bench/replay.py [--cases 1000] [--postgres] [--repeat 3]
+    .venv/bin/python bench/replay.py [--cases 1000] [--postgres] [--rounds 10]
 
 Setup (not measured): N closed bpmn/grid_quick cases are created through the service
 layer (app.cases.service.start_case, app.work.service.claim/complete, one commit per
@@ -11,7 +11,9 @@ case) on a temporary SQLite file (default) or a throwaway PostgreSQL database
 task_completed = 11 events, 6 of which move the workflow; "self" and "dispatch" paths
 alternate.
 
-Measured (best of --repeat runs, each over all N cases):
+Measured: the cases are split into --rounds slices; each round runs every mode below on
+its slice, back to back, so that the machine's load drifting between modes does not skew
+the ratios. The table shows totals and the median (min–max) of the per-round ratios to (a).
 (a) raw SpiffWorkflow in memory: BpmnWorkflow + the same start data and the same 5
     completions (set_data, run, do_engine_steps), no checks, no serialization — the baseline;
 (b) chain only: recompute every event's SHA-256 and check the links (no replay);
@@ -31,6 +33,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -144,7 +147,7 @@ def create_cases(app, n: int) -> None:
 
 
 # --- measurements -------------------------------------------------------------------------
-def run_raw(n: int) -> Row:
+def run_raw(n: int, first: int = 0) -> Row:
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
     from SpiffWorkflow.util.task import TaskState
@@ -153,7 +156,7 @@ def run_raw(n: int) -> Row:
     parser.add_bpmn_files([str(PROCESS_FOLDER / f"{PROCESS_ID}.bpmn")])
     spec, subspecs = parser.get_spec(PROCESS_ID), parser.get_subprocess_specs(PROCESS_ID)
     started = time.perf_counter()
-    for i in range(n):
+    for i in range(first, first + n):
         wf = BpmnWorkflow(spec, subspecs)
         wf.task_tree.data.update(START_DATA)
         for task in wf.get_tasks(state=TaskState.READY):
@@ -166,6 +169,18 @@ def run_raw(n: int) -> Row:
             wf.do_engine_steps()
         assert wf.is_completed()
     return Row("(a) raw SpiffWorkflow, same steps, in memory", time.perf_counter() - started, n, 11 * n, 6 * n)
+
+
+def case_ids(app) -> list[int]:
+    from sqlalchemy import select
+
+    from app.cases.models import Case
+    from app.db import db
+
+    with app.app_context():
+        ids = list(db.session.scalars(select(Case.id).order_by(Case.id)))
+        db.session.remove()
+    return ids
 
 
 def read_records(app):
@@ -210,14 +225,14 @@ def run_replay(app, records, roundtrip: bool) -> Row:
     return row
 
 
-def run_verify_all(app, records) -> Row:
+def run_verify_all(app, records, after_id: int = 0) -> Row:
     from app.audit.service import verify_all
     from app.db import db
     from app.runtime import runtime
 
     with app.app_context():
         started = time.perf_counter()
-        bad = [v.line() for v in verify_all(runtime()) if not v.ok]
+        bad = [v.line() for v in verify_all(runtime(), after_id=after_id, limit=len(records)) if not v.ok]
         row = _row("(e) gridcase case verify --all (reads the DB)", started, records)
         db.session.remove()
     if bad:
@@ -232,27 +247,33 @@ def _row(label: str, started: float, records) -> Row:
     return Row(label, seconds, len(records), events, steps)
 
 
-def best(rows: list[Row]) -> Row:
-    return min(rows, key=lambda r: r.seconds)
+def add(total: Row | None, row: Row) -> Row:
+    if total is None:
+        return row
+    return Row(total.label, total.seconds + row.seconds, total.cases + row.cases, total.events + row.events,
+               total.steps + row.steps)
 
 
-def print_table(rows: list[Row], database: str) -> None:
+def print_table(rows: list[Row], ratios: list[list[float]], database: str, rounds: int) -> None:
     base = rows[0]
     print()
     print(f"Replay of {base.cases} closed grid_quick cases ({base.events // base.cases} events, "
-          f"{base.steps // base.cases} workflow steps each); cases created on {database}")
-    print(f"| mode | cases/s | events/s | steps/s | ms per case | × (a) |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
+          f"{base.steps // base.cases} workflow steps each); cases created on {database}; "
+          f"modes interleaved over {rounds} rounds")
+    print("| mode | cases/s | events/s | steps/s | ms per case | × (a) total | × (a) median of rounds (min–max) |")
+    print("|---|---|---|---|---|---|---|")
+    for row, per_round in zip(rows, ratios):
         cps = row.cases / row.seconds
+        spread = sorted(per_round)
         print(f"| {row.label} | {cps:,.0f} | {row.events / row.seconds:,.0f} | {row.steps / row.seconds:,.0f} | "
-              f"{row.seconds / row.cases * 1000:.3f} | {cps / (base.cases / base.seconds):.3f} |")
+              f"{row.seconds / row.cases * 1000:.3f} | {cps / (base.cases / base.seconds):.3f} | "
+              f"{statistics.median(spread):.3f} ({spread[0]:.3f}–{spread[-1]:.3f}) |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (slices of the cases)")
     parser.add_argument("--postgres", action="store_true", help="create the cases on PostgreSQL instead of SQLite")
     args = parser.parse_args(argv)
     quiet_logging()
@@ -273,17 +294,29 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         create_cases(app, args.cases)
         print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        load_before = os.getloadavg()
         records = read_records(app)
-        rows = [
-            best([run_raw(args.cases) for _ in range(args.repeat)]),
-            best([run_chain(records) for _ in range(args.repeat)]),
-            best([run_replay(app, records, True) for _ in range(args.repeat)]),
-            best([run_replay(app, records, False) for _ in range(args.repeat)]),
-            best([run_verify_all(app, records) for _ in range(args.repeat)]),
-        ]
+        ids = case_ids(app)
+        # The machine is shared and its load drifts: run the modes back to back on one slice
+        # of the cases at a time, so each round's ratios compare like with like.
+        size = max(1, len(records) // args.rounds)
+        totals: list[Row | None] = [None] * 5
+        ratios: list[list[float]] = [[] for _ in range(5)]
+        for first in range(0, len(records), size):
+            part = records[first:first + size]
+            round_rows = [
+                run_raw(len(part), first),
+                run_chain(part),
+                run_replay(app, part, True),
+                run_replay(app, part, False),
+                run_verify_all(app, part, after_id=ids[first] - 1),
+            ]
+            for k, row in enumerate(round_rows):
+                totals[k] = add(totals[k], row)
+                ratios[k].append(round_rows[0].seconds / row.seconds)
         print(f"Python {platform.python_version()}, SpiffWorkflow {dist_version('spiffworkflow')}, "
-              f"{os.cpu_count()} CPUs, best of {args.repeat}")
-        print_table(rows, database)
+              f"{os.cpu_count()} CPUs, load average before/after: {load_before} / {os.getloadavg()}")
+        print_table(totals, ratios, database, len(ratios[0]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if args.postgres:

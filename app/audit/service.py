@@ -134,17 +134,21 @@ def verify_case(case: Case, rt: Runtime, *, events: Sequence[CaseEvent] | None =
     return Replayer(rt.engine, definition_source(rt), keep_snapshots=snapshots).verify(record)
 
 
-def verify_all(rt: Runtime, *, batch: int = 200) -> Iterator[Verdict]:
-    """Every case in id order, in batches: one read of the batch's case rows and one of
-    their events (a case whose events run past its head is read again on its own)."""
-    last_id = 0
+def verify_all(rt: Runtime, *, batch: int = 200, after_id: int = 0, limit: int | None = None) -> Iterator[Verdict]:
+    """Every case in id order (optionally ``limit`` cases after id ``after_id``), in batches:
+    one read of the batch's case rows and one of their events (a case whose events run past
+    its head is read again on its own)."""
+    last_id, left = after_id, limit
     replayer = Replayer(rt.engine, definition_source(rt))
-    while True:
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
         rows = db.session.execute(
             select(Case.id, Case.reference, Case.last_event_seq, Case.last_event_hash, Case.state,
                    Case.serializer_version, Case.data, Case.status)
-            .where(Case.id > last_id).order_by(Case.id).limit(batch)
+            .where(Case.id > last_id).order_by(Case.id).limit(size)
         ).all()
+        if left is not None:
+            left -= len(rows)
         if not rows:
             return
         events: dict[int, list[RecordedEvent]] = {row.id: [] for row in rows}
