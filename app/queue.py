@@ -189,8 +189,8 @@ def make_worker(app, *, name: str | None = None, tick_seconds: float = 1.0, peri
             if Worker.should_run_maintenance_tasks.fget(self):  # rq's own: registries, scheduler
                 super().run_maintenance_tasks()
             self._next_tick = time.monotonic() + tick_seconds
-            self._keep_scheduler_alive()
-            if periodic:
+            if periodic:  # a long-running worker (not --burst)
+                self._keep_scheduler_alive()
                 self._enqueue_due_periodic_jobs()
 
         def _keep_scheduler_alive(self) -> None:
@@ -218,6 +218,11 @@ def make_worker(app, *, name: str | None = None, tick_seconds: float = 1.0, peri
                         job_timeout=max(300, seconds * 2), result_ttl=3600, failure_ttl=7 * 24 * 3600,
                         description=f"periodic {job_name} ({job.func})",
                     )
+
+        def subscribe(self) -> None:
+            """No pub/sub command channel: workers are stopped with signals. rq's listener
+            thread blocks in a 60-second read, and closing it at shutdown could hold the
+            process for that long after its last job."""
 
         def main_work_horse(self, job, queue):
             db.engine.dispose(close=False)  # the child must open its own connections
