@@ -134,7 +134,9 @@ def test_failed_jobs_are_listed_with_their_case_and_can_be_requeued(jobs_app, re
     queue = Queue("gridcase", connection=redis_db, serializer=JSONSerializer)
     queue.enqueue("app.jobs.fire_case_timers_job", 987654, job_id="broken-987654", meta={"case": "AJ-2026-999999"})
     with jobs_app.app_context():
-        SimpleWorker([queue], connection=redis_db, serializer=JSONSerializer).work(burst=True)
+        worker = SimpleWorker([queue], connection=redis_db, serializer=JSONSerializer)
+        worker.subscribe = lambda: None  # as gridcase workers: no pub/sub thread (its close can block a minute)
+        worker.work(burst=True)
         from app.jobs import run_periodic_job
 
         run_periodic_job("timers.sweep")
