@@ -95,7 +95,6 @@ def test_embedded_sweeper_runs_every_periodic_job(jobs_app, monkeypatch):
     from app import jobs
 
     monkeypatch.setitem(jobs_app.config, "TIMER_SWEEP_SECONDS", 1)
-    calls = []
     monkeypatch.setattr(jobs, "PERIODIC_JOBS", {
         jobs.TIMER_SWEEP: jobs.PERIODIC_JOBS[jobs.TIMER_SWEEP],
         "test.tick": jobs.PeriodicJob("test.tick", "tests.jobs.test_admin_jobs.tick", 1),
@@ -117,7 +116,6 @@ def test_embedded_sweeper_runs_every_periodic_job(jobs_app, monkeypatch):
     sign_in(client, "admin")
     html = _page(client)
     assert reference not in html, "the sweeper fired the overdue timer"
-    del calls
 
 
 TICKS: list[int] = []
