@@ -106,6 +106,7 @@ def ids(app, with_passwords):
             "department_id": department.id,
             "assignment_id": db.session.scalar(select(RoleAssignment.id).where(RoleAssignment.user_id == member.id)),
             "token_id": db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == member.id)),
+            "job_id": "no-such-job",
         }
         commit()
         db.session.remove()
