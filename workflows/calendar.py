@@ -107,10 +107,13 @@ class YearSchedule:
 
     holidays: frozenset[date] = frozenset()
     workdays: frozenset[date] = frozenset()
+    # False: only some days are known (e.g. the statutory holidays fixed by date, before the
+    # State Council publishes the year's arrangement); listed days count, the year still warns.
+    complete: bool = True
 
     @property
     def has_data(self) -> bool:
-        return bool(self.holidays or self.workdays)
+        return self.complete and bool(self.holidays or self.workdays)
 
 
 def package_years() -> tuple[int, int] | None:
@@ -250,11 +253,20 @@ class BusinessCalendar:
             if self._package_range else "no chinese-calendar package data is used"
         )
         where = self.source or "the calendar file (bpmn/calendar.json)"
-        message = (
-            f"{year}: no public holiday / make-up working day data ({covered}, and {where} "
-            f"lists none for {year}); counting Monday-Friday as working days. Add the State "
-            f"Council's {year} holiday schedule under \"years\" -> \"{year}\"."
-        )
+        schedule = self.years.get(year)
+        if schedule is not None and not schedule.complete:
+            message = (
+                f"{year}: incomplete holiday data ({covered}; {where} marks {year} \"complete\": false "
+                f"with {len(schedule.holidays)} holiday(s) and {len(schedule.workdays)} make-up working day(s) "
+                f"known); counting the other Monday-Friday days as working days. Add the State Council's "
+                f"{year} holiday schedule under \"years\" -> \"{year}\" and set \"complete\": true."
+            )
+        else:
+            message = (
+                f"{year}: no public holiday / make-up working day data ({covered}, and {where} "
+                f"lists none for {year}); counting Monday-Friday as working days. Add the State "
+                f"Council's {year} holiday schedule under \"years\" -> \"{year}\"."
+            )
         with self._lock:
             if year in self._warned:
                 return
@@ -469,7 +481,10 @@ def _parse_year(year: int, entry: Any) -> YearSchedule:
     where = f"years.{year}"
     if not isinstance(entry, dict):
         raise CalendarError(f"{where} must be an object with 'holidays' and 'workdays' lists")
-    _refuse_unknown_keys(entry, {"holidays", "workdays"}, where)
+    _refuse_unknown_keys(entry, {"holidays", "workdays", "complete"}, where)
+    complete = entry.get("complete", True)
+    if not isinstance(complete, bool):
+        raise CalendarError(f"{where}.complete must be true or false")
     lists: dict[str, frozenset[date]] = {}
     for key in ("holidays", "workdays"):
         raw = entry.get(key, [])
@@ -490,7 +505,7 @@ def _parse_year(year: int, entry: Any) -> YearSchedule:
     both = lists["holidays"] & lists["workdays"]
     if both:
         raise CalendarError(f"{where}: {', '.join(sorted(d.isoformat() for d in both))} listed as holiday and workday")
-    return YearSchedule(holidays=lists["holidays"], workdays=lists["workdays"])
+    return YearSchedule(holidays=lists["holidays"], workdays=lists["workdays"], complete=complete)
 
 
 def _parse_day_or_datetime(text: str) -> date | datetime:

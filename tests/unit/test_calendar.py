@@ -253,19 +253,39 @@ def test_year_without_data_falls_back_to_weekends_with_a_warning(cal):
     assert cal.warnings_for(year - 1) == [] and cal.coverage(year) is None and not cal.has_data(year)
 
 
-def test_2027_in_the_shipped_calendar_file_is_an_empty_override_with_a_warning():
+def test_2027_in_the_shipped_calendar_file_lists_only_statutory_days_and_still_warns():
     path = _ROOT / "bpmn" / "calendar.json"
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert document["years"]["2027"]["holidays"] == [] and document["years"]["2027"]["workdays"] == []
-    assert "State Council" in document["years"]["2027"]["_comment"]
+    entry = document["years"]["2027"]
+    # The days fixed by the 2024 holiday law; the State Council's arrangement is not out yet.
+    assert entry["complete"] is False and entry["workdays"] == []
+    assert {"2027-01-01", "2027-02-05", "2027-02-08", "2027-04-05", "2027-05-01", "2027-06-09",
+            "2027-09-15", "2027-10-03"} <= set(entry["holidays"]) and len(entry["holidays"]) == 13
+    assert "State Council" in entry["_comment"]
     cal = BusinessCalendar.from_file(path)
     assert cal.working_periods == (("09:00", "12:00"), ("13:30", "18:00"))
     assert cal.timezone_name == "Asia/Shanghai" and cal.hours_per_day == 7.5
     if package_years()[1] < 2027:
-        # Friday 8 Jan 2027 16:00 + 4 wh -> Monday 11 Jan 11:00 (weekends only).
+        # Thursday 31 Dec 2026 16:00 + 4 wh: New Year's Day (Friday) is off -> Monday 4 Jan 11:00.
+        assert cal.add_working_hours(at(2026, 12, 31, 16, 0), 4) == at(2027, 1, 4, 11, 0)
+        # Friday 8 Jan 2027 16:00 + 4 wh -> Monday 11 Jan 11:00 (weekends only otherwise).
         assert cal.add_working_hours(at(2027, 1, 8, 16, 0), 4) == at(2027, 1, 11, 11, 0)
-        assert cal.warnings_for(2027) and str(path) in cal.warnings_for(2027)[0]
+        (message,) = cal.warnings_for(2027)
+        assert str(path) in message and "incomplete" in message and "13 holiday(s)" in message
+        assert not cal.has_data(2027) and cal.coverage(2027) is None
     assert cal.check_years([2025, 2026]) == []
+
+
+def test_an_incomplete_year_honours_its_listed_days_and_warns():
+    cal = BusinessCalendar.from_dict({"years": {str(NO_DATA_YEAR): {
+        "complete": False, "holidays": [f"{NO_DATA_YEAR}-03-03"], "workdays": [f"{NO_DATA_YEAR}-03-06"]}}})
+    assert not cal.is_working_day(date(NO_DATA_YEAR, 3, 3))
+    assert cal.is_working_day(date(NO_DATA_YEAR, 3, 6))
+    assert cal.warnings == []  # listed days are known; an unlisted one falls back and warns
+    cal.is_working_day(date(NO_DATA_YEAR, 3, 9))
+    assert "incomplete" in cal.warnings_for(NO_DATA_YEAR)[0]
+    with pytest.raises(CalendarError, match="complete must be true or false"):
+        BusinessCalendar.from_dict({"years": {"2027": {"complete": "no"}}})
 
 
 def test_check_years_reports_missing_years_up_front(cal):
