@@ -404,10 +404,14 @@ def _nudge_at(case: Case, task_id: str, due_at: datetime, *, moved: bool = False
     """After commit, schedule a job at the timer's due time (rq), so it fires on time
     rather than at the next sweep. The timers table stays the truth. A moved timer gets
     a job id of its own (the job at the old time finds nothing due and does nothing)."""
-    job_id = f"timer-{case.id}-{task_id}" + (f"-{int(due_at.timestamp())}" if moved else "")
-    after_commit(
-        lambda: queue.enqueue_at(due_at, "app.jobs.fire_case_timers_job", case.id, job_id=job_id)
-    )
+    suffix = f"-{int(due_at.timestamp())}" if moved else ""
+
+    def schedule() -> None:
+        # A new case has its id only after the flush, so the id is read after commit.
+        job_id = f"timer-{case.id}-{task_id}{suffix}"
+        queue.enqueue_at(due_at, "app.jobs.fire_case_timers_job", case.id, job_id=job_id)
+
+    after_commit(schedule)
 
 
 def _next_reference(process_id: str, at: datetime) -> str:

@@ -77,6 +77,16 @@ def _start(client, world) -> dict:
     return response.get_json()
 
 
+def _case_id(app, reference: str) -> int:
+    from app.cases.models import Case
+    from app.db import db
+
+    with app.app_context():
+        case_id = db.session.scalar(select(Case.id).where(Case.reference == reference))
+        db.session.remove()
+        return case_id
+
+
 def _timer_events(app, reference: str) -> int:
     from app.cases.models import Case, CaseEvent
     from app.db import db
@@ -99,7 +109,7 @@ def test_a_scheduled_job_fires_the_timer_once(rq_app, client, world, redis_conn,
     timer = case["timers"][0]
     registry = ScheduledJobRegistry(queue=Queue("gridcase-timers", connection=redis_conn, serializer=JSONSerializer))
     job_ids = registry.get_job_ids()
-    assert len(job_ids) == 1 and job_ids[0].endswith(timer["task_id"]), job_ids
+    assert job_ids == [f"timer-{_case_id(rq_app, case['reference'])}-{timer['task_id']}"], job_ids
     scheduled_for = registry.get_scheduled_time(job_ids[0])
     due = datetime.fromisoformat(timer["due_at"])
     assert abs((scheduled_for.replace(tzinfo=timezone.utc) - due).total_seconds()) < 1
