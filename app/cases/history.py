@@ -17,28 +17,13 @@ from sqlalchemy import select
 from app.cases.models import Case, CaseEvent
 from app.db import db
 from app.people.models import User
+# One definition of what an event's hash covers, shared with offline verification.
+from workflows.replay import canonical_content  # noqa: F401  (re-exported)
 
 GENESIS_HASH = "0" * 64
 # Called with (case, event) after each append, in the same transaction (e.g. webhook
 # deliveries: app.webhooks.service). Registered by features at start-up; keep them cheap.
 EVENT_HOOKS: list = []
-
-
-def canonical_content(
-    *, reference: str, seq: int, kind: str, at: datetime, actor: str | None, role: str | None,
-    payload: Mapping[str, Any], prev_hash: str,
-) -> bytes:
-    document = {
-        "case": reference,
-        "seq": seq,
-        "kind": kind,
-        "at": at.isoformat(),
-        "actor": actor,
-        "role": role,
-        "payload": payload,
-        "prev": prev_hash,
-    }
-    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def append_event(

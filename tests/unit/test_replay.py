@@ -84,12 +84,22 @@ def replayer(engine, definition):
     return Replayer(engine, definitions_from([definition]), keep_snapshots=True)
 
 
-def test_canonical_content_matches_the_application(setup):
+def test_the_hashed_content_of_an_event_is_pinned():
+    """Stored chains must keep verifying: the canonical form (sorted keys, compact separators,
+    UTF-8 without escapes, UTC ISO time) is fixed; this digest changes only if that form does."""
+    import hashlib
+
     from app.cases.history import canonical_content as app_canonical
 
-    args = dict(reference="SJ-1", seq=3, kind="task_completed", at=T0, actor="a", role="r",
-                payload={"b": [1, "二"], "a": None}, prev_hash=GENESIS_HASH)
-    assert canonical_content(**args) == app_canonical(**args)
+    args = dict(reference="SJ-1", seq=3, kind="task_completed", at=datetime(2026, 3, 2, 1, 30, tzinfo=timezone.utc),
+                actor="a", role="r", payload={"b": [1, "二"], "a": None}, prev_hash=GENESIS_HASH)
+    content = canonical_content(**args)
+    assert content.decode("utf-8") == (
+        '{"actor":"a","at":"2026-03-02T01:30:00+00:00","case":"SJ-1","kind":"task_completed",'
+        '"payload":{"a":null,"b":[1,"二"]},"prev":"' + "0" * 64 + '","role":"r","seq":3}'
+    )
+    assert hashlib.sha256(content).hexdigest() == "dbea4cd6ca254ebad4355736e886ef489a087ed34419add46d9cc29e791aa203"
+    assert app_canonical is canonical_content  # the application hashes with the same function
 
 
 def test_a_recorded_run_verifies_with_snapshots(setup):
