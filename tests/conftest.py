@@ -128,7 +128,9 @@ def _empty_all_tables(db) -> None:
         with db.engine.begin() as conn:
             conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     else:
-        with db.engine.begin() as conn:
+        from tests.append_only import events_writable
+
+        with db.engine.begin() as conn, events_writable(conn):
             for table in tables:
                 conn.execute(table.delete())
 

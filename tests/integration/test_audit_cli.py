@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.append_only import events_writable
 from tests.integration.test_audit_replay import play_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,14 +45,9 @@ def test_verify_all_reports_each_failure_and_exits_1(app, cases):
     from app.db import db
 
     with app.app_context():
-        with db.engine.begin() as conn:
-            pg = conn.dialect.name == "postgresql"
-            if pg:
-                conn.exec_driver_sql("ALTER TABLE case_events DISABLE TRIGGER case_events_no_update_delete")
+        with db.engine.begin() as conn, events_writable(conn):
             conn.execute(text("UPDATE case_events SET role = 'supervisor' WHERE seq = 2 AND case_id = "
                               "(SELECT id FROM cases WHERE reference = :r)"), {"r": cases[1]})
-            if pg:
-                conn.exec_driver_sql("ALTER TABLE case_events ENABLE TRIGGER case_events_no_update_delete")
     result = run(app, "verify", "--all")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()

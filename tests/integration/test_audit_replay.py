@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from tests.append_only import events_writable
 from tests.conftest import ROLE_USERS
 from workflows.scenarios import TIMER_LATENCY, load_scenario
 
@@ -112,13 +113,8 @@ def _tamper(app, sql: str, **params) -> None:
     from app.db import db
 
     with app.app_context():
-        with db.engine.begin() as conn:
-            postgres = conn.dialect.name == "postgresql"
-            if postgres:
-                conn.exec_driver_sql("ALTER TABLE case_events DISABLE TRIGGER case_events_no_update_delete")
+        with db.engine.begin() as conn, events_writable(conn):
             conn.execute(text(sql), params)
-            if postgres:
-                conn.exec_driver_sql("ALTER TABLE case_events ENABLE TRIGGER case_events_no_update_delete")
 
 
 def _verify(app, reference):
@@ -161,14 +157,12 @@ def test_untouched_case_verifies(app, closed_case):
     assert verdict.events >= 8
 
 
-def test_the_database_refuses_updates_to_events_on_postgres(app, closed_case):
+def test_the_database_refuses_updates_and_deletes_of_events(app, closed_case):
     from sqlalchemy.exc import DBAPIError
 
     from app.db import db
 
     with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("the append-only trigger exists on PostgreSQL only")
         with pytest.raises(DBAPIError, match="append-only"):
             with db.engine.begin() as conn:
                 conn.execute(text("UPDATE case_events SET actor = 'mallory' WHERE seq = 2"))

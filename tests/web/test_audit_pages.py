@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from tests.append_only import events_writable
 from tests.integration.test_audit_replay import play_scenario
 from tests.web.conftest import PASSWORD, sign_in
 
@@ -124,14 +125,9 @@ def test_history_shows_a_tampered_event(app, client, audit_world):
 
     reference = audit_world["a_closed"]
     with app.app_context():
-        with db.engine.begin() as conn:
-            pg = conn.dialect.name == "postgresql"
-            if pg:
-                conn.exec_driver_sql("ALTER TABLE case_events DISABLE TRIGGER case_events_no_update_delete")
+        with db.engine.begin() as conn, events_writable(conn):
             conn.execute(text("UPDATE case_events SET actor = 'mallory' WHERE seq = 2 AND case_id = "
                               "(SELECT id FROM cases WHERE reference = :r)"), {"r": reference})
-            if pg:
-                conn.exec_driver_sql("ALTER TABLE case_events ENABLE TRIGGER case_events_no_update_delete")
     sign_in(client, "auditor")
     html = client.get(f"/audit/cases/{reference}").get_data(as_text=True)
     assert 'data-verdict="hash_mismatch"' in html
