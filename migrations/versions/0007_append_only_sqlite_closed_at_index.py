@@ -1,4 +1,5 @@
-"""The event log is append-only on SQLite too (0001 did it for PostgreSQL only)
+"""The event log is append-only on SQLite too (0001 did it for PostgreSQL only);
+an index on cases.closed_at for the public board's closed-demands list
 
 Revision ID: 0007
 Revises: 0006
@@ -13,6 +14,7 @@ depends_on = None
 
 
 def upgrade():
+    op.create_index("ix_cases_closed_at", "cases", ["closed_at"])
     if op.get_bind().dialect.name != "sqlite":
         return
     for operation in ("UPDATE", "DELETE"):
@@ -23,6 +25,7 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_index("ix_cases_closed_at", table_name="cases")
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute("DROP TRIGGER IF EXISTS case_events_no_update")
