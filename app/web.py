@@ -60,9 +60,33 @@ def nav_for(user) -> list[tuple[NavItem, int | None]]:
 
 site = Blueprint("site", __name__)
 
+# Where people land after signing in when every role they hold belongs to one feature's page
+# (an auditor on the audit search, a process owner on the library); everyone else lands on
+# their work. Features register themselves: add_landing("audit.search", {"auditor"}).
+LANDINGS: list[tuple[str, frozenset[str]]] = []
+
+
+def add_landing(endpoint: str, roles: set[str] | frozenset[str]) -> None:
+    if all(existing != endpoint for existing, _ in LANDINGS):
+        LANDINGS.append((endpoint, frozenset(roles)))
+
+
+def _landing_for(user) -> str | None:
+    held = {assignment.role for assignment in user.roles}
+    if user.is_admin or not held:
+        return None
+    for endpoint, roles in LANDINGS:
+        if held <= roles and endpoint in current_app.view_functions:
+            return endpoint
+    return None
+
 
 @site.get("/")
 def home():
+    if current_user.is_authenticated:
+        landing = _landing_for(current_user)
+        if landing is not None:
+            return redirect(url_for(landing))
     if current_user.is_authenticated and "work.inbox" in current_app.view_functions:
         return redirect(url_for("work.inbox"))
     if "public.index" in current_app.view_functions:

@@ -29,7 +29,7 @@ from app.processes import service as processes
 from app.processes.models import ProcessVersion
 from app.runtime import runtime
 from app.timeutil import utcnow
-from app.web import NavItem, add_nav
+from app.web import NavItem, add_landing, add_nav
 from app.work.views import describe, language, local_time, role_label
 from workflows.replay import Problem
 
@@ -40,6 +40,7 @@ PAGE_SIZE = 50
 def register(app) -> None:
     app.register_blueprint(blp)
     add_nav(NavItem("audit.search", _l("Audit"), roles=frozenset({service.AUDITOR_ROLE})))
+    add_landing("audit.search", {service.AUDITOR_ROLE})
 
 
 @blp.after_request

@@ -19,7 +19,7 @@ from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.library import service
 from app.processes import service as processes
 from app.runtime import runtime
-from app.web import NavItem, add_nav
+from app.web import NavItem, add_landing, add_nav
 
 blp = Blueprint("library", __name__, url_prefix="/library")
 UPLOAD_ENDPOINTS = {"library.upload", "library.save_file"}
@@ -28,6 +28,7 @@ UPLOAD_ENDPOINTS = {"library.upload", "library.save_file"}
 def register(app) -> None:
     app.register_blueprint(blp)
     add_nav(NavItem("library.index", _l("Process library"), roles=frozenset({"process_owner"})))
+    add_landing("library.index", {"process_owner"})
 
 
 def may_use(user) -> bool:

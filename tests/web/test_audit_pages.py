@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from tests.append_only import events_writable
 from tests.integration.test_audit_replay import play_scenario
-from tests.web.conftest import PASSWORD, sign_in
+from tests.web.conftest import PASSWORD, csrf_token, sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "bpmn" / "incident_abcd" / "scenarios"
@@ -193,3 +193,14 @@ def test_auditors_only_read_the_case_page(app, client, audit_world):
     assert 'name="text"' not in html  # no note form
     response = client.post(f"/cases/{reference}/notes", data={"text": "审计意见", "csrf_token": csrf_token(html)})
     assert response.status_code == 403
+
+
+def test_an_auditor_lands_on_the_audit_search_and_a_handler_on_their_work(app, client, audit_world):
+    response = sign_in(client, "auditor")
+    assert response.status_code == 302
+    home = client.get("/")
+    assert home.status_code == 302 and home.headers["Location"].endswith("/audit/")
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/audit/").get_data(as_text=True))})
+    sign_in(client, "member")
+    home = client.get("/")
+    assert home.status_code == 302 and "/work/" in home.headers["Location"]
